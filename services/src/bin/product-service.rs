@@ -1,0 +1,5 @@
+//! The product-service binary; everything lives in [`services::server`].
+
+fn main() -> std::process::ExitCode {
+    services::server::main(services::Service::Product)
+}

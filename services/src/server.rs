@@ -1,0 +1,157 @@
+//! Start-up shared by the three services: settings, logging, routes, graceful stop.
+//!
+//! actix-web's server already stops on SIGINT and SIGTERM, finishing requests in flight
+//! within `SHUTDOWN_GRACE`.
+
+use std::io;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use prometheus::Registry;
+use shared::config::{ProcessEnv, EXIT_CONFIG};
+use shared::http::{self, HttpMetrics};
+use shared::wire::Health;
+use shared::{cli, healthcheck, jsonlog};
+
+use crate::catalog::{sample_products, sample_users, Catalog, Product, User};
+use crate::config::{ServiceConfig, SETTINGS_HELP};
+use crate::downstream::Downstream;
+use crate::orders::{self, Orders};
+use crate::Service;
+
+/// Largest JSON request body a service reads.
+pub const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
+
+type Configure = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// The whole life of a service binary; `main` only calls this.
+pub fn main(service: Service) -> ExitCode {
+    let program = service.name();
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{program}: {e}; try --help");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match command {
+        cli::Command::Help => {
+            print!(
+                "{}",
+                cli::usage(program, "A demo microservice.", SETTINGS_HELP)
+            );
+            return ExitCode::SUCCESS;
+        }
+        cli::Command::Version => {
+            println!("{program} {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let config = match ServiceConfig::from_env(service, &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            e.report(program);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if command == cli::Command::Healthcheck {
+        return healthcheck::run(program, config.listen);
+    }
+    if let Err(e) = jsonlog::init(program, Some(&config.log_file)) {
+        eprintln!("{program}: LOG_FILE={}: {e}", config.log_file.display());
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match actix_rt::System::new().block_on(serve(service, config)) {
+        Ok(()) => {
+            log::info!("Stopped.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("Server failed: {e}.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The service's own state and routes, built once and installed on every worker.
+fn configure(
+    service: Service,
+    config: &ServiceConfig,
+    registry: &Registry,
+) -> prometheus::Result<Configure> {
+    Ok(match service {
+        Service::User => {
+            let users = web::Data::new(Catalog::new(sample_users(), registry)?);
+            Arc::new(move |cfg| {
+                cfg.app_data(users.clone());
+                Catalog::<User>::routes(cfg);
+            })
+        }
+        Service::Product => {
+            let products = web::Data::new(Catalog::new(sample_products(), registry)?);
+            Arc::new(move |cfg| {
+                cfg.app_data(products.clone());
+                Catalog::<Product>::routes(cfg);
+            })
+        }
+        Service::Order => {
+            let orders = web::Data::new(Orders::new(registry)?);
+            let (users, products, timeout) = (
+                config.user_service_url.clone(),
+                config.product_service_url.clone(),
+                config.downstream_timeout,
+            );
+            Arc::new(move |cfg| {
+                cfg.app_data(orders.clone())
+                    .app_data(web::Data::new(Downstream::new(&users, &products, timeout)));
+                orders::routes(cfg);
+            })
+        }
+    })
+}
+
+async fn serve(service: Service, config: ServiceConfig) -> io::Result<()> {
+    let name = service.name();
+    let registry = Registry::new();
+    let metrics = web::Data::new(HttpMetrics::register(&registry, name).map_err(io::Error::other)?);
+    let routes = configure(service, &config, &registry).map_err(io::Error::other)?;
+    let registry = web::Data::new(registry);
+    let health = Health::healthy(name);
+
+    let server = HttpServer::new(move || {
+        let health = health.clone();
+        let routes = routes.clone();
+        App::new()
+            .app_data(metrics.clone())
+            .app_data(registry.clone())
+            .app_data(http::json_config(MAX_JSON_BODY_BYTES))
+            .app_data(http::path_config())
+            .app_data(http::query_config())
+            .wrap(from_fn(http::observe))
+            .route(
+                "/health",
+                web::get().to(move || {
+                    let health = health.clone();
+                    async move { HttpResponse::Ok().json(health) }
+                }),
+            )
+            .route("/metrics", web::get().to(http::metrics_endpoint))
+            .configure(move |cfg| routes(cfg))
+            .default_service(web::to(http::not_found))
+    })
+    .workers(config.workers)
+    .shutdown_timeout(config.shutdown_grace.as_secs())
+    .bind(config.listen)?;
+
+    for addr in server.addrs() {
+        log::info!(
+            environment = config.environment.as_str(),
+            log_file = config.log_file.display().to_string().as_str();
+            "Listening on http://{addr}."
+        );
+    }
+    server.run().await
+}

@@ -1,0 +1,21 @@
+//! Code that more than one binary of the pipeline needs, so that it exists once.
+//!
+//! In the order a request meets them:
+//! - [`config`]: settings read once from the environment into typed values, every bad
+//!   variable named before the process exits with [`config::EXIT_CONFIG`].
+//! - [`cli`]: the command line every binary shares (`serve` by default, `healthcheck`).
+//! - [`jsonlog`]: the `log` facade wired to a JSON-lines file (what the logging sidecar
+//!   tails) and to human-readable stderr.
+//! - [`http`]: the request-id, request-logging and metrics middleware, and the JSON
+//!   error type every endpoint answers with.
+//! - [`wire`]: the JSON bodies that cross the network between the binaries.
+//! - [`healthcheck`]: the `healthcheck` subcommand, so a container needs no curl.
+//! - [`testkit`]: starting a real binary on a free loopback port, for integration tests.
+
+pub mod cli;
+pub mod config;
+pub mod healthcheck;
+pub mod http;
+pub mod jsonlog;
+pub mod testkit;
+pub mod wire;

@@ -1,0 +1,165 @@
+//! Integration-test support: run a real binary on a free loopback port and wait for it.
+//!
+//! Tests talk to real servers over HTTP. A [`Process`] is killed when dropped, so a
+//! failing test leaves nothing behind; its stderr goes to a file that
+//! [`Process::stderr`] returns for assertion messages.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral loopback port")
+}
+
+/// A child process that is killed when dropped.
+pub struct Process {
+    name: String,
+    child: Child,
+    stderr_path: PathBuf,
+}
+
+impl Process {
+    /// Starts `program` with `envs` added to the environment, stderr to `<log_dir>/<name>.stderr`.
+    pub fn spawn(
+        name: &str,
+        program: impl AsRef<Path>,
+        args: &[&str],
+        envs: &[(&str, String)],
+        log_dir: &Path,
+    ) -> std::io::Result<Process> {
+        std::fs::create_dir_all(log_dir)?;
+        let stderr_path = log_dir.join(format!("{name}.stderr"));
+        let stderr = File::options()
+            .create(true)
+            .append(true)
+            .open(&stderr_path)?;
+        let mut cmd = Command::new(program.as_ref());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn()?;
+        Ok(Process {
+            name: name.to_owned(),
+            child,
+            stderr_path,
+        })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the process has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// `Some(status)` once the process has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Sends a signal (such as `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we own; a failure only means it already exited.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls `url` until it answers 2xx; fails early if the process exits.
+    pub async fn wait_ready(&mut self, url: &str, timeout: Duration) -> Result<(), String> {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .finish();
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Err(format!(
+                    "{} exited ({status}) before {url} answered; stderr:\n{}",
+                    self.name,
+                    self.stderr()
+                ));
+            }
+            if let Ok(res) = client.get(url).send().await {
+                if res.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{} did not answer {url} within {timeout:?}; stderr:\n{}",
+                    self.name,
+                    self.stderr()
+                ));
+            }
+            actix_rt::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The path of a binary of this workspace, built next to the running test.
+///
+/// `cargo test --workspace` builds every member's binaries before any test runs; a test
+/// of one package that needs another package's binary names it here and gets a clear
+/// message when it was not built.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` (or `cargo test --workspace`) first",
+        path.display()
+    );
+    path
+}
