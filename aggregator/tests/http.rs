@@ -182,6 +182,15 @@ async fn a_repeated_batch_is_stored_once() {
     assert_eq!(ids.len(), 60);
 }
 
+/// Content type, extra headers, body, expected status, words the error must contain.
+type Case = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Vec<u8>,
+    StatusCode,
+    &'static str,
+);
+
 #[actix_rt::test]
 async fn bad_input_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -189,7 +198,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let logs = agg.url("/logs");
     let good = common::ndjson(&records("ok", "s", 3));
 
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, StatusCode, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "application/x-www-form-urlencoded",
             vec![],
