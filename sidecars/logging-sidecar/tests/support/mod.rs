@@ -37,6 +37,33 @@ pub fn append_lines(path: &Path, seqs: Range<u64>) {
     f.write_all(text.as_bytes()).unwrap();
 }
 
+/// The aggregator's token in the tests that use one.
+pub const TOKEN: &str = "s3cret-token";
+
+fn spawn_receiver(receiver: &Receiver, port: u16, dir: &Path) -> Process {
+    match receiver {
+        Receiver::Sink => Process::spawn(
+            "sink",
+            workspace_bin("counting-sink"),
+            &[],
+            &[("LISTEN_ADDR", format!("127.0.0.1:{port}"))],
+            dir,
+        ),
+        Receiver::Aggregator => Process::spawn(
+            "aggregator",
+            workspace_bin("log-aggregator"),
+            &[],
+            &[
+                ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
+                ("DATA_DIR", dir.join("data").display().to_string()),
+                ("AGGREGATOR_TOKEN", TOKEN.to_owned()),
+            ],
+            dir,
+        ),
+    }
+    .unwrap()
+}
+
 /// What receives the records.
 pub enum Receiver {
     Sink,
@@ -64,26 +91,7 @@ impl Rig {
     pub fn with(receiver: Receiver) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let proc = match receiver {
-            Receiver::Sink => Process::spawn(
-                "sink",
-                workspace_bin("counting-sink"),
-                &[],
-                &[("LISTEN_ADDR", format!("127.0.0.1:{port}"))],
-                dir.path(),
-            ),
-            Receiver::Aggregator => Process::spawn(
-                "aggregator",
-                workspace_bin("log-aggregator"),
-                &[],
-                &[
-                    ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
-                    ("DATA_DIR", dir.path().join("data").display().to_string()),
-                ],
-                dir.path(),
-            ),
-        }
-        .unwrap();
+        let proc = spawn_receiver(&receiver, port, dir.path());
         let state = dir.path().join("state");
         let log = dir.path().join("app.log");
         Rig {
@@ -137,6 +145,42 @@ impl Rig {
         self.sidecar = Some(p);
     }
 
+    /// SIGKILL of the receiver; it stays down until [`Rig::restart_receiver`].
+    pub fn kill_receiver(&mut self) {
+        self.receiver_proc.kill();
+    }
+
+    pub async fn restart_receiver(&mut self) {
+        let port: u16 = self
+            .receiver_url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        self.receiver_proc = spawn_receiver(&self.receiver, port, self.dir.path());
+        self.receiver_proc
+            .wait_ready(&format!("{}/health", self.receiver_url), DEADLINE)
+            .await
+            .unwrap();
+    }
+
+    /// Polls the sidecar's metrics until `line` appears.
+    pub async fn wait_metric(&self, line: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let metrics = self.sidecar_metrics().await;
+            if metrics.contains(line) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{line} never appeared:\n{metrics}"
+            );
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn kill_sidecar(&mut self) {
         if let Some(mut p) = self.sidecar.take() {
             p.kill();
@@ -162,6 +206,7 @@ impl Rig {
         let mut res = self
             .client
             .get(url)
+            .bearer_auth(TOKEN)
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {url}: {e}"));
