@@ -417,7 +417,10 @@ impl Handler<Records> for Forwarder {
         {
             self.close(ctx, now);
         }
-        self.builder.push(&msg.body, msg.records, msg.ack, now);
+        // A batch closes at the first piece that reaches the limit: room for one more.
+        let reserve = self.settings.batch_max_bytes + msg.body.len();
+        self.builder
+            .push(&msg.body, msg.records, msg.ack, now, reserve);
         self.maybe_close(ctx);
         if self.builder_full() {
             // No room for another piece until a batch is acknowledged: hold the reply.
