@@ -47,7 +47,7 @@ pub const DEFAULT_BATCH_MAX_RECORDS: usize = 5_000;
 pub const DEFAULT_BATCH_MAX_BYTES: u64 = 512 << 10;
 pub const DEFAULT_BATCH_LINGER_MS: u64 = 5;
 pub const DEFAULT_GZIP: bool = false;
-pub const DEFAULT_MAX_LINE_BYTES: u64 = 256 << 10;
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 64 << 10;
 pub const DEFAULT_PARTIAL_LINE_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_RETRY_INITIAL_MS: u64 = 100;
 pub const DEFAULT_RETRY_MAX_MS: u64 = 5_000;
@@ -73,13 +73,13 @@ pub const SETTINGS_HELP: &str =
     BATCH_MAX_BYTES           NDJSON bytes per POST, about (512KiB)
     BATCH_LINGER_MS           how long a partial batch waits for more (5)
     GZIP                      gzip request bodies (false)
-    MAX_LINE_BYTES            longer lines are cut and marked (262144)
+    MAX_LINE_BYTES            longer lines are cut and marked (65536)
     PARTIAL_LINE_TIMEOUT_MS   an unterminated last line is sent after this (5000)
     RETRY_INITIAL_MS          first retry delay, doubled up to RETRY_MAX_MS (100)
     RETRY_MAX_MS              longest retry delay; retries never end (5000)
     MAX_IN_FLIGHT_BATCHES     POSTs awaiting an answer at once (2)
     POLL_INTERVAL_MS          how often an idle file is checked for growth (5)
-    READ_CHUNK_BYTES          bytes read from a file at a time (131072)
+    READ_CHUNK_BYTES          bytes read at a time, at least MAX_LINE_BYTES+1 (131072)
     REQUEST_TIMEOUT_MS        one POST's timeout (30000)
     CHECKPOINT_INTERVAL_MS    checkpoint file written at most this often (500)
     ROTATE_WAIT_MS            a rotated-away file is read until quiet this long (1000)

@@ -301,6 +301,11 @@ impl FileSet {
             .max(self.settings.max_line_bytes + 1);
         for t in self.files.iter_mut() {
             let Some(file) = &t.file else { continue };
+            // A stat is cheaper than allocating a buffer to learn that nothing is new.
+            if file.metadata().is_ok_and(|m| m.len() <= t.read_offset) {
+                t.partial = None;
+                continue;
+            }
             let mut buf = vec![0u8; cap];
             let n = match read_full_at(file, &mut buf, t.read_offset) {
                 Ok(n) => n,

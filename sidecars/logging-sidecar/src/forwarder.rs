@@ -294,6 +294,10 @@ impl Forwarder {
                 p.state = State::Waiting;
                 let attempts = p.attempts;
                 let delay = self.backoff.delay(attempts);
+                if matches!(outcome, Outcome::Failed { .. }) {
+                    // A fresh client: a broken connection pool must not fail every retry.
+                    self.client = client(&self.settings);
+                }
                 let (error_type, detail) = match &outcome {
                     Outcome::Rejected { status, body } => (format!("http_{status}"), body.clone()),
                     Outcome::Failed { error } => ("connection".to_owned(), error.clone()),
