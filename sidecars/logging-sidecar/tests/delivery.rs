@@ -11,6 +11,7 @@
 //! - `garbage_huge_and_non_utf8_lines`
 //! - `a_corrupt_checkpoint_is_reported_and_reading_starts_over`
 //! - `a_bad_setting_is_named_and_exits_64`
+//! - `health_is_503_until_the_aggregator_answers_and_healthcheck_says_so`
 
 mod support;
 
@@ -42,6 +43,73 @@ async fn prewritten_and_streamed_lines_arrive_once() {
         "{metrics}"
     );
     assert!(metrics.contains("logging_sidecar_records_forwarded_total 5000"));
+    promtool_accepts(&metrics);
+}
+
+/// `promtool check metrics` accepts the exposition (skipped, saying so, without promtool).
+fn promtool_accepts(text: &str) {
+    use std::process::{Command, Stdio};
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("skipped: promtool not installed (Debian package `prometheus`)");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool rejected the metrics:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[actix_rt::test]
+async fn health_is_503_until_the_aggregator_answers_and_healthcheck_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = shared::testkit::free_port();
+    let nowhere = shared::testkit::free_port();
+    let env = [
+        ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
+        ("LOG_PATH", dir.path().join("app.log").display().to_string()),
+        ("STATE_DIR", dir.path().join("state").display().to_string()),
+        ("AGGREGATOR_URL", format!("http://127.0.0.1:{nowhere}/logs")),
+    ];
+    let bin = shared::testkit::workspace_bin("logging-sidecar");
+    let _sidecar = shared::testkit::Process::spawn("sidecar", &bin, &[], &env, dir.path()).unwrap();
+    let client = awc::Client::default();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let deadline = std::time::Instant::now() + support::DEADLINE;
+    let mut res = loop {
+        if let Ok(res) = client.get(&url).send().await {
+            break res;
+        }
+        assert!(std::time::Instant::now() < deadline, "no answer from {url}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(res.status().as_u16(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        body["reason"], "the aggregator has not answered yet",
+        "{body}"
+    );
+    let status = std::process::Command::new(&bin)
+        .arg("healthcheck")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success());
 }
 
 #[actix_rt::test]
