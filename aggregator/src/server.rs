@@ -78,7 +78,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
+/// Runs the aggregator until SIGTERM or SIGINT; the benchmark runs it in-process too.
+pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
     let dir = &config.data_dir;
     let writer_store = Store::open_writer(dir, config.sync_mode)
         .with_context(|| format!("cannot open the store in DATA_DIR={}", dir.display()))?;
