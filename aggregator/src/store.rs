@@ -38,10 +38,12 @@ pub const CACHE_KIB: i64 = 64 * 1024;
 const NONE_KEY: &str = "";
 /// How an absent service or level is shown in `/logs/count`.
 pub const UNKNOWN: &str = "unknown";
-/// A text or request-id search with at most this many matches reads them and sorts them;
-/// with more, it walks the time index newest first and stops after one page, which then
-/// takes about `limit × records / matches` steps.
-pub const SPARSE_MATCHES: u64 = 20_000;
+/// A text or request-id search reads its `m` matches and sorts them (about `m` steps),
+/// or walks the time index newest first, checking each record against the matches, until
+/// a page is full (about `limit × records / m` steps). The two cost the same when
+/// `m = √(limit × records)`: fewer matches are sorted, more are walked. This is the
+/// floor of that threshold, so that small stores always sort.
+pub const SPARSE_MATCHES_MIN: u64 = 1_000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS logs (
@@ -113,8 +115,8 @@ pub struct Counts {
 
 pub struct Store {
     conn: Connection,
-    /// [`SPARSE_MATCHES`]; tests lower it to reach the other plan with few records.
-    sparse_matches: u64,
+    /// [`SPARSE_MATCHES_MIN`]; tests lower it to reach the other plan with few records.
+    sparse_matches_min: u64,
 }
 
 impl Store {
@@ -147,7 +149,7 @@ impl Store {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(Store {
             conn,
-            sparse_matches: SPARSE_MATCHES,
+            sparse_matches_min: SPARSE_MATCHES_MIN,
         })
     }
 
@@ -163,7 +165,7 @@ impl Store {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         Ok(Store {
             conn,
-            sparse_matches: SPARSE_MATCHES,
+            sparse_matches_min: SPARSE_MATCHES_MIN,
         })
     }
 
@@ -257,7 +259,7 @@ impl Store {
             });
         }
         // Many matches: walk the time index (of the service or level when filtered).
-        let walk = if !search.is_empty() && total > self.sparse_matches {
+        let walk = if !search.is_empty() && total > self.sparse_limit(q.limit)? {
             if q.service.is_some() {
                 " INDEXED BY logs_service_ts"
             } else if q.level.is_some() {
@@ -306,6 +308,12 @@ impl Store {
             logs,
             last: if more { last } else { None },
         })
+    }
+
+    /// Matches above which a search walks the time index (see [`SPARSE_MATCHES_MIN`]).
+    fn sparse_limit(&self, limit: usize) -> Result<u64, StoreError> {
+        let balance = ((limit as f64 + 1.0) * self.stored()? as f64).sqrt() as u64;
+        Ok(balance.max(self.sparse_matches_min))
     }
 
     /// The number of records matching the filters, from `counts` when only service and
@@ -596,14 +604,17 @@ mod tests {
 
         // Past the sparse limit the same searches walk the time index instead.
         let mut r = r;
-        r.sparse_matches = 2;
+        r.sparse_matches_min = 0;
         assert_eq!(query(&r, &[("request_id", "req-3")]).total, req3);
-        let p = query(&r, &[("q", "refused"), ("order", "asc"), ("limit", "2")]);
-        assert_eq!((p.total, ids(&p)), (5, vec![0, 10]));
-        let p = query(&r, &[("q", "ok"), ("service", "odd"), ("limit", "3")]);
-        assert_eq!((p.total, ids(&p)), (25, vec![49, 47, 45]));
-        let p = query(&r, &[("q", "ok"), ("level", "error"), ("limit", "3")]);
-        assert_eq!((p.total, ids(&p)), (5, vec![45, 35, 25]));
+        // √((1 + 1) × 50) = 10 matches at most are sorted.
+        let p = query(&r, &[("q", "ok"), ("order", "asc"), ("limit", "1")]);
+        assert_eq!((p.total, ids(&p)), (45, vec![1]));
+        let p = query(&r, &[("q", "ok"), ("service", "odd"), ("limit", "1")]);
+        assert_eq!((p.total, ids(&p)), (25, vec![49]));
+        let p = query(&r, &[("q", "ok"), ("level", "error"), ("limit", "1")]);
+        assert_eq!((p.total, ids(&p)), (5, vec![45]));
+        let p = query(&r, &[("q", "ok"), ("level", "info"), ("limit", "1")]);
+        assert_eq!((p.total, ids(&p)), (40, vec![49]));
         let p = query(
             &r,
             &[
