@@ -149,8 +149,8 @@ pub enum ErrorKind {
     DuplicateType(String),
     #[error("TYPE line for {0:?} after its samples")]
     TypeAfterSamples(String),
-    #[error("samples of {0:?} are not in one group")]
-    FamilyNotContiguous(String),
+    #[error("sample {0:?} does not fit the type of its family")]
+    NotInFamily(String),
     #[error("histogram bucket without a numeric \"le\" label")]
     MissingBucketBound,
     #[error("summary quantile without a numeric \"quantile\" label")]

@@ -12,7 +12,7 @@
 //! left out and counted, so the sidecar's health families are never duplicated.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Write;
 
 use crate::exposition::{
@@ -94,7 +94,7 @@ impl Relabeler {
             r: self,
             out,
             dialect,
-            seen: HashSet::new(),
+            done: HashMap::new(),
             family: None,
             stats: RelabelStats::default(),
         };
@@ -128,7 +128,7 @@ impl Relabeler {
                 kind: ErrorKind::MissingEof,
             });
         }
-        w.finish_family();
+        w.finish();
         Ok(w.stats)
     }
 
@@ -160,20 +160,33 @@ struct Writer<'r, 'a> {
     r: &'r Relabeler,
     out: &'r mut Vec<u8>,
     dialect: Dialect,
-    seen: HashSet<&'a str>,
+    /// Families met before the current one, in case their samples resume later.
+    done: HashMap<&'a str, Family<'a>>,
     family: Option<Family<'a>>,
     stats: RelabelStats,
 }
 
+/// Sample suffixes that may belong to a family named without them.
+const SUFFIXES: [&str; 6] = ["_bucket", "_sum", "_count", "_total", "_created", "_info"];
+
 impl<'a> Writer<'_, 'a> {
-    fn start_family(&mut self, name: &'a str) -> Result<(), ErrorKind> {
-        self.finish_family();
-        if !self.seen.insert(name) {
-            return Err(ErrorKind::FamilyNotContiguous(name.to_owned()));
+    /// Puts the current family aside, writing its metadata if no sample did yet.
+    fn park_family(&mut self) {
+        if let Some(mut f) = self.family.take() {
+            if !f.skip && !f.header_written {
+                write_header(self.out, self.dialect, &f);
+            }
+            f.header_written = true;
+            self.done.insert(f.name, f);
         }
+    }
+
+    fn new_family(&mut self, name: &'a str) {
         let skip = name.starts_with(&self.r.reserved_prefix);
         if skip {
             self.stats.skipped_families += 1;
+        } else {
+            self.stats.families += 1;
         }
         self.family = Some(Family {
             name,
@@ -183,40 +196,65 @@ impl<'a> Writer<'_, 'a> {
             samples: 0,
             skip,
         });
-        Ok(())
     }
 
-    fn finish_family(&mut self) {
-        if let Some(f) = self.family.take() {
-            if !f.skip {
-                if !f.header_written {
-                    // A family with metadata but no samples keeps its metadata.
-                    write_header(self.out, self.dialect, &f);
-                }
-                self.stats.families += 1;
+    fn finish(&mut self) {
+        self.park_family();
+    }
+
+    /// The family called `name`, made current: the current one, a resumed one or a new one.
+    fn family_named(&mut self, name: &'a str) -> &mut Family<'a> {
+        if self.family.as_ref().map_or(true, |f| f.name != name) {
+            self.park_family();
+            match self.done.remove(name) {
+                Some(f) => self.family = Some(f),
+                None => self.new_family(name),
             }
         }
+        self.family.as_mut().expect("a family is current")
     }
 
-    /// The current family when it is called `name`, after starting it if it is new.
-    fn family_named(&mut self, name: &'a str) -> Result<&mut Family<'a>, ErrorKind> {
-        if self.family.as_ref().map_or(true, |f| f.name != name) {
-            self.start_family(name)?;
+    /// For a sample that does not fit the current family: the family it resumes, or a
+    /// new one. The text format wants one group per family, but Prometheus reads split
+    /// groups, so they are accepted and written as they come.
+    fn family_of_sample(&mut self, name: &'a str) -> Result<Role, ErrorKind> {
+        self.park_family();
+        let stems = SUFFIXES.iter().filter_map(|s| name.strip_suffix(s));
+        for stem in std::iter::once(name).chain(stems) {
+            let role = self
+                .done
+                .get(stem)
+                .and_then(|f| role_in(f, name, self.dialect));
+            if let Some(role) = role {
+                self.family = self.done.remove(stem);
+                return Ok(role);
+            }
         }
-        Ok(self.family.as_mut().expect("a family was just started"))
+        if self.done.contains_key(name) {
+            return Err(ErrorKind::NotInFamily(name.to_owned()));
+        }
+        self.new_family(name);
+        Ok(Role::Plain)
     }
 
     fn help(&mut self, name: &'a str, text: &'a str) -> Result<(), ErrorKind> {
-        let f = self.family_named(name)?;
+        let dialect = self.dialect;
+        let f = self.family_named(name);
         if f.help.is_some() {
             return Err(ErrorKind::DuplicateHelp(name.to_owned()));
         }
         f.help = Some(text);
+        if f.header_written && !f.skip {
+            // Its samples came first; the HELP line follows them, which readers accept.
+            let name = out_name(dialect, f);
+            write_help_line(self.out, &name, text);
+        }
         Ok(())
     }
 
     fn kind(&mut self, name: &'a str, kind: MetricType) -> Result<(), ErrorKind> {
-        let f = self.family_named(name)?;
+        let dialect = self.dialect;
+        let f = self.family_named(name);
         if f.kind.is_some() {
             return Err(ErrorKind::DuplicateType(name.to_owned()));
         }
@@ -224,6 +262,10 @@ impl<'a> Writer<'_, 'a> {
             return Err(ErrorKind::TypeAfterSamples(name.to_owned()));
         }
         f.kind = Some(kind);
+        if f.header_written && !f.skip {
+            let name = out_name(dialect, f);
+            write_type_line(self.out, &name, kind);
+        }
         Ok(())
     }
 
@@ -240,10 +282,7 @@ impl<'a> Writer<'_, 'a> {
         };
         let role = match role {
             Some(role) => role,
-            None => {
-                self.start_family(name)?;
-                Role::Plain
-            }
+            None => self.family_of_sample(name)?,
         };
         match role {
             Role::Bucket if !has_numeric_label(labels, "le") => {
@@ -329,26 +368,39 @@ fn has_numeric_label(labels: &[Label<'_>], name: &str) -> bool {
     labels.iter().any(|l| l.name == name && is_value(l.value))
 }
 
-/// `# HELP` and `# TYPE` of a family, under the name its samples have in format 0.0.4.
-fn write_header(out: &mut Vec<u8>, dialect: Dialect, f: &Family<'_>) {
-    let name: Cow<'_, str> = match (dialect, f.kind) {
+/// The name a family's samples have in format 0.0.4.
+fn out_name<'a>(dialect: Dialect, f: &Family<'a>) -> Cow<'a, str> {
+    match (dialect, f.kind) {
         (Dialect::OpenMetrics, Some(MetricType::Counter)) => format!("{}_total", f.name).into(),
         (Dialect::OpenMetrics, Some(MetricType::Info)) => format!("{}_info", f.name).into(),
         _ => f.name.into(),
-    };
+    }
+}
+
+fn write_help_line(out: &mut Vec<u8>, name: &str, help: &str) {
+    out.extend_from_slice(b"# HELP ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    write_help_text(help, out);
+    out.push(b'\n');
+}
+
+fn write_type_line(out: &mut Vec<u8>, name: &str, kind: MetricType) {
+    out.extend_from_slice(b"# TYPE ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(kind.text_name().as_bytes());
+    out.push(b'\n');
+}
+
+/// `# HELP` and `# TYPE` of a family, under the name its samples have in format 0.0.4.
+fn write_header(out: &mut Vec<u8>, dialect: Dialect, f: &Family<'_>) {
+    let name = out_name(dialect, f);
     if let Some(help) = f.help {
-        out.extend_from_slice(b"# HELP ");
-        out.extend_from_slice(name.as_bytes());
-        out.push(b' ');
-        write_help_text(help, out);
-        out.push(b'\n');
+        write_help_line(out, &name, help);
     }
     if let Some(kind) = f.kind {
-        out.extend_from_slice(b"# TYPE ");
-        out.extend_from_slice(name.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(kind.text_name().as_bytes());
-        out.push(b'\n');
+        write_type_line(out, &name, kind);
     }
 }
 
@@ -419,12 +471,23 @@ mod tests {
 
     #[test]
     fn family_errors_name_the_line() {
-        let err = relabel("a 1\nb 2\na 3\n").unwrap_err();
-        assert_eq!(err.line, 3);
-        assert_eq!(err.kind, ErrorKind::FamilyNotContiguous("a".into()));
+        let err = relabel("# TYPE a gauge\na 1\nb 2\n# TYPE a gauge\n").unwrap_err();
+        assert_eq!(err.line, 4);
+        assert_eq!(err.kind, ErrorKind::DuplicateType("a".into()));
+        assert_eq!(err.to_string(), "line 4: second TYPE line for \"a\"");
+    }
+
+    #[test]
+    fn split_families_resume_without_repeating_metadata() {
+        let body =
+            "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nb 2\nh_sum 1\nh_count 1\n# HELP b B.\n";
         assert_eq!(
-            err.to_string(),
-            "line 3: samples of \"a\" are not in one group"
+            relabel(body).unwrap(),
+            "# TYPE h histogram\nh_bucket{le=\"+Inf\",sidecar=\"true\",service=\"svc\"} 1\n\
+             b{sidecar=\"true\",service=\"svc\"} 2\nh_sum{sidecar=\"true\",service=\"svc\"} 1\n\
+             h_count{sidecar=\"true\",service=\"svc\"} 1\n# HELP b B.\n"
         );
+        let err = relabel("# TYPE h histogram\nh 1\n").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotInFamily("h".into()));
     }
 }
