@@ -23,6 +23,11 @@ fn relabel(c: &mut Criterion) {
         let body = synthetic::exposition(samples);
         group.throughput(Throughput::Elements(samples as u64));
         group.sample_size(if samples > 50_000 { 20 } else { 50 });
+        group.measurement_time(std::time::Duration::from_secs(if samples > 50_000 {
+            8
+        } else {
+            5
+        }));
         group.bench_with_input(BenchmarkId::from_parameter(samples), &body, |b, body| {
             let mut out = Vec::with_capacity(body.len() * 2);
             b.iter(|| {

@@ -38,8 +38,8 @@ fn main() -> ExitCode {
         Duration::from_secs(4)
     };
 
-    let small = throughput(10_000, window);
-    let large = throughput(LARGE, window);
+    let (small, _, _) = throughput(10_000, window);
+    let (large, body_mib, out_mib) = throughput(LARGE, window);
     let (rss, peak) = match sidecar_memory() {
         Ok(m) => m,
         Err(e) => {
@@ -62,6 +62,8 @@ fn main() -> ExitCode {
         "sidecar RSS MiB holding 100k samples", rss
     );
     println!("{:<44} {:>16.1}", "sidecar peak RSS MiB (100k)", peak);
+    println!("{:<44} {:>16.1}", "100k exposition MiB, scraped", body_mib);
+    println!("{:<44} {:>16.1}", "100k exposition MiB, relabeled", out_mib);
     println!(
         "BENCH_JSON {{\"relabel_samples_per_s_10k\": {small:.0}, \"relabel_samples_per_s_100k\": {large:.0}, \"rss_mib_holding_100k\": {rss:.1}, \"rss_peak_mib_100k\": {peak:.1}}}"
     );
@@ -79,8 +81,9 @@ fn relabeler() -> Relabeler {
     )
 }
 
-/// Samples per second over repeated runs filling `window`, after one warm-up run.
-fn throughput(samples: usize, window: Duration) -> f64 {
+/// Samples per second over repeated runs filling `window`, after one warm-up run, and
+/// the sizes in MiB of the exposition before and after relabeling.
+fn throughput(samples: usize, window: Duration) -> (f64, f64, f64) {
     let body = synthetic::exposition(samples);
     let relabeler = relabeler();
     let mut out = Vec::with_capacity(body.len() * 2);
@@ -98,7 +101,9 @@ fn throughput(samples: usize, window: Duration) -> f64 {
         run(&mut out);
         runs += 1;
     }
-    (runs * samples as u64) as f64 / start.elapsed().as_secs_f64()
+    let rate = (runs * samples as u64) as f64 / start.elapsed().as_secs_f64();
+    let mib = |n: usize| n as f64 / (1024.0 * 1024.0);
+    (rate, mib(body.len()), mib(out.len()))
 }
 
 /// Child mode: serve a `LARGE`-sample exposition on the given port.
