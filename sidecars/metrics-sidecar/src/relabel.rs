@@ -86,10 +86,9 @@ impl Relabeler {
         dialect: Dialect,
         out: &mut Vec<u8>,
     ) -> Result<RelabelStats, ExpositionError> {
-        let text = std::str::from_utf8(body).map_err(|_| ExpositionError {
-            line: 0,
-            kind: ErrorKind::NotUtf8,
-        })?;
+        // Invalid UTF-8 (say, a Latin-1 HELP text) is replaced by U+FFFD rather than
+        // failing the scrape; a valid body is borrowed, not copied.
+        let text = String::from_utf8_lossy(body);
         let mut w = Writer {
             r: self,
             out,
@@ -285,11 +284,11 @@ impl<'a> Writer<'_, 'a> {
             None => self.family_of_sample(name)?,
         };
         match role {
-            Role::Bucket if !has_numeric_label(labels, "le") => {
-                return Err(ErrorKind::MissingBucketBound)
+            Role::Bucket if !numeric_if_present(labels, "le") => {
+                return Err(ErrorKind::InvalidBucketBound)
             }
-            Role::Quantile if !has_numeric_label(labels, "quantile") => {
-                return Err(ErrorKind::MissingQuantile)
+            Role::Quantile if !numeric_if_present(labels, "quantile") => {
+                return Err(ErrorKind::InvalidQuantile)
             }
             _ => {}
         }
@@ -364,8 +363,13 @@ fn role_in(f: &Family<'_>, sample: &str, dialect: Dialect) -> Option<Role> {
     }
 }
 
-fn has_numeric_label(labels: &[Label<'_>], name: &str) -> bool {
-    labels.iter().any(|l| l.name == name && is_value(l.value))
+/// `le` and `quantile` must be numbers when present (as `promtool` requires); their
+/// absence is tolerated, as Prometheus tolerates it.
+fn numeric_if_present(labels: &[Label<'_>], name: &str) -> bool {
+    labels
+        .iter()
+        .find(|l| l.name == name)
+        .map_or(true, |l| is_value(l.value))
 }
 
 /// The name a family's samples have in format 0.0.4.

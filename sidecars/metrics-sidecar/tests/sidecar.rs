@@ -267,7 +267,7 @@ async fn supervisors_restart_failed_actors() {
         ("APP_SERVICE_URL", target.as_str()),
         ("SERVICE_NAME", "user-service"),
         ("ENVIRONMENT", "test"),
-        ("SCRAPE_INTERVAL", "100ms"),
+        ("SCRAPE_INTERVAL", "200ms"),
     ]
     .into();
     let config = SidecarConfig::from_env(&env).unwrap();
