@@ -121,7 +121,11 @@ async fn relabels_a_real_service() {
     );
     assert_well_formed(&body);
 
-    drop(sidecar);
+    // SIGTERM stops it cleanly.
+    let mut sidecar = sidecar;
+    sidecar.signal(libc::SIGTERM);
+    let status = sidecar.wait_timeout(DEADLINE).expect("stops on SIGTERM");
+    assert!(status.success(), "{status}: {}", sidecar.stderr());
     let probe = Command::new(env!("CARGO_BIN_EXE_metrics-sidecar"))
         .arg("healthcheck")
         .env("LISTEN_ADDR", &listen)
