@@ -234,6 +234,25 @@ async fn survives_a_misbehaving_target() {
         );
         assert_well_formed(&body);
         assert!(value(&body, "metrics_sidecar_consecutive_failures{").unwrap() >= 1.0);
+        if bad == HANG {
+            // A sidecar whose first scrape hangs for half a minute still answers at once:
+            // requests never wait for a scrape.
+            let (_patient, patient_url) = start_sidecar(
+                "patient",
+                dir.path(),
+                &target,
+                &[("SCRAPE_INTERVAL", "30s"), ("SCRAPE_TIMEOUT", "30s")],
+            )
+            .await;
+            let (status, body) = get(&format!("{patient_url}/metrics")).await.unwrap();
+            assert_eq!(status, 200);
+            assert_eq!(
+                value(&body, "metrics_sidecar_scrapes_total{"),
+                Some(0.0),
+                "{body}"
+            );
+            assert_eq!(value(&body, "metrics_sidecar_up{"), Some(0.0), "{body}");
+        }
     }
 
     // The dropper's last good samples are older than its limit by now.
