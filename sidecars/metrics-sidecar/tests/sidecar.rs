@@ -264,6 +264,16 @@ async fn survives_a_misbehaving_target() {
     .await;
     assert_eq!(value(&body, "metrics_sidecar_snapshot_samples{"), Some(0.0));
     assert_well_formed(&body);
+    if prometheus_installed() {
+        // Only the sidecar's own families: they must be entirely clean.
+        let out = promtool(&body);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "promtool: {said}\n{body}"
+        );
+    }
 
     mode.store(GOOD, Ordering::SeqCst);
     for url in [&keeper_metrics, &dropper_metrics] {
