@@ -607,6 +607,15 @@ mod tests {
     }
 
     #[test]
+    fn dialect_from_content_type() {
+        let om = Some("application/openmetrics-text; version=1.0.0; charset=utf-8");
+        assert_eq!(Dialect::from_content_type(om), Dialect::OpenMetrics);
+        let text = Some("text/plain; version=0.0.4");
+        assert_eq!(Dialect::from_content_type(text), Dialect::Text);
+        assert_eq!(Dialect::from_content_type(None), Dialect::Text);
+    }
+
+    #[test]
     fn help_text_is_made_valid() {
         let mut out = Vec::new();
         write_help_text(r#"a \\ b \n c \d \" e\"#, &mut out);

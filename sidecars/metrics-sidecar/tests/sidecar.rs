@@ -140,6 +140,7 @@ const GARBAGE: u8 = 1;
 const HUGE: u8 = 2;
 const HANG: u8 = 3;
 const ERROR: u8 = 4;
+const OPENMETRICS: u8 = 5;
 
 /// A valid body with the hard parts: escapes, a clash, a histogram, NaN.
 const TRICKY: &str = "# HELP fake_requests_total Requests.\n# TYPE fake_requests_total counter\n\
@@ -156,6 +157,12 @@ async fn fake_metrics(mode: web::Data<AtomicU8>) -> HttpResponse {
             .body(TRICKY),
         GARBAGE => HttpResponse::Ok().body("<html><body>Not metrics {at all}</body></html>"),
         HUGE => HttpResponse::Ok().body("big_gauge 1\n".repeat(20_000)),
+        OPENMETRICS => HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(
+                "# TYPE om_requests counter\n# HELP om_requests Requests.\n\
+                 om_requests_total{code=\"200\"} 5\nom_requests_created{code=\"200\"} 1.7e9\n# EOF\n",
+            ),
         HANG => {
             futures_util::future::pending::<()>().await;
             unreachable!("a pending future never completes")
@@ -286,6 +293,17 @@ async fn survives_a_misbehaving_target() {
             Some(0.0)
         );
     }
+    // An OpenMetrics answer is recognised by its content type and converted.
+    mode.store(OPENMETRICS, Ordering::SeqCst);
+    let om = format!(r#"om_requests_total{{code="200",{ADDED}}} 5"#);
+    let body = wait_metrics(&keeper_metrics, "OpenMetrics samples", |b| b.contains(&om)).await;
+    assert!(
+        body.contains("# TYPE om_requests_total counter\n"),
+        "{body}"
+    );
+    assert!(!body.contains("om_requests_created"), "{body}");
+    assert_well_formed(&body);
+
     for p in [&mut keeper, &mut dropper] {
         assert!(p.try_wait().is_none(), "the sidecar died:\n{}", p.stderr());
     }
