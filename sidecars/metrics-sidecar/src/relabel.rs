@@ -1,8 +1,9 @@
 //! Relabeling: a scraped exposition in, the enriched exposition out.
 //!
 //! Second stage of the enricher, on top of [`crate::exposition`]. It walks the body line
-//! by line, keeps track of metric families (so each keeps one HELP and one TYPE line and
-//! its samples stay in one group), and writes every sample straight into one output
+//! by line, keeps track of metric families (so each keeps one HELP and one TYPE line, and
+//! a histogram's or summary's samples are checked as one family), and writes every
+//! sample straight into one output
 //! buffer with the sidecar's labels appended. Label names and escaped values are copied
 //! as written; nothing per sample is allocated, which is what makes the hot path fast.
 //!
