@@ -181,6 +181,16 @@ impl Forwarder {
         let seq = self.next_seq;
         self.next_seq += 1;
         let batch = self.builder.close(seq, self.settings.gzip, now);
+        if batch.records == 0 {
+            // Only skipped bytes (the rest of a cut line): nothing to POST, but the file
+            // position still moves on, in order.
+            let released = self.order.complete(seq, batch.acks);
+            if !released.is_empty() {
+                self.acks_to.do_send(Acked(released));
+            }
+            self.wake_waiters();
+            return;
+        }
         self.pending.insert(
             seq,
             Pending {

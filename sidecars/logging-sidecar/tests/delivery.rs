@@ -9,6 +9,7 @@
 //! - `sigkill_mid_stream_then_restart`
 //! - `each_actor_recovers_from_a_forced_failure`
 //! - `garbage_huge_and_non_utf8_lines`
+//! - `an_over_long_last_line_is_cut_and_the_file_read_on`
 //! - `a_corrupt_checkpoint_is_reported_and_reading_starts_over`
 //! - `a_bad_setting_is_named_and_exits_64`
 //! - `health_is_503_until_the_aggregator_answers_and_healthcheck_says_so`
@@ -274,6 +275,34 @@ async fn garbage_huge_and_non_utf8_lines() {
     // The lines after the garbage are intact.
     assert!(records.iter().any(|r| r["seq"] == 0));
     assert!(records.iter().any(|r| r["seq"] == 1));
+}
+
+#[actix_rt::test]
+async fn an_over_long_last_line_is_cut_and_the_file_read_on() {
+    let mut rig = Rig::new();
+    append_lines(&rig.log, 0..10);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&rig.log)
+        .unwrap()
+        .write_all(format!("{}\n", "y".repeat(50_000)).as_bytes())
+        .unwrap();
+    rig.start_sidecar(&[("MAX_LINE_BYTES", "1024"), ("READ_CHUNK_BYTES", "4096")])
+        .await;
+    rig.wait_unique(11).await;
+    append_lines(&rig.log, 10..20);
+    rig.wait_unique(21).await;
+    let records = rig.sink_records().await;
+    let cut: Vec<_> = records
+        .iter()
+        .filter(|r| r["sidecar_truncated"] == true)
+        .collect();
+    assert_eq!(cut.len(), 1);
+    assert_eq!(cut[0]["message"].as_str().unwrap().len(), 1024);
+    let seqs: Vec<u64> = records.iter().filter_map(|r| r["seq"].as_u64()).collect();
+    assert_eq!(seqs.len(), 20);
+    let stats = rig.sink_stats().await;
+    assert_eq!(stats["received"], 21, "{stats}");
 }
 
 #[actix_rt::test]
