@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags};
 
 use crate::config::SyncMode;
 use crate::query::{text_phrase, LogQuery, Order};
@@ -484,15 +484,6 @@ impl Store {
     pub fn sqlite_version() -> &'static str {
         rusqlite::version()
     }
-
-    /// The time of the oldest record, if any (used by tests and the start-up log).
-    pub fn oldest_ts(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT min(ts) FROM logs", [], |r| r.get(0))
-            .optional()?
-            .flatten())
-    }
 }
 
 fn add_counts(
@@ -691,6 +682,41 @@ mod tests {
             sorted.dedup();
             assert_eq!(sorted.len(), 50, "{o}");
             assert_eq!(seen.len(), 50, "{o}");
+        }
+    }
+
+    #[test]
+    fn cursors_split_records_that_share_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Store::open_writer(dir.path(), SyncMode::Normal).unwrap();
+        let same: Vec<Record> = (0..10)
+            .map(|i| {
+                let mut r = rec(i, "s", "info", None, "m");
+                r.ts_us = 1_000;
+                r
+            })
+            .collect();
+        w.insert(&same).unwrap();
+        for (order, o) in [(Order::Asc, "asc"), (Order::Desc, "desc")] {
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..10 {
+                let mut pairs = vec![("limit", "3".to_owned()), ("order", o.to_owned())];
+                pairs.extend(cursor.clone().map(|c| ("cursor", c)));
+                let pairs: Vec<(&str, &str)> =
+                    pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let p = query(&w, &pairs);
+                seen.extend(ids(&p));
+                match p.last {
+                    Some((ts_us, id)) => cursor = Some(Cursor { order, ts_us, id }.encode()),
+                    None => break,
+                }
+            }
+            let mut want: Vec<u64> = (0..10).collect();
+            if order == Order::Desc {
+                want.reverse();
+            }
+            assert_eq!(seen, want, "{o}");
         }
     }
 
