@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS counts (
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {path}")]
     CreateDir {
         path: PathBuf,
         source: std::io::Error,
@@ -90,7 +90,7 @@ pub enum StoreError {
         "database {path} has schema version {found}, newer than this build's {SCHEMA_VERSION}"
     )]
     NewerSchema { path: PathBuf, found: i64 },
-    #[error("sqlite: {0}")]
+    #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
 }
 
