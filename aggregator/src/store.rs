@@ -92,6 +92,9 @@ pub enum StoreError {
     NewerSchema { path: PathBuf, found: i64 },
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// The commit shared by several batches failed; each of them gets this copy.
+    #[error("{0}")]
+    Shared(String),
 }
 
 /// What one batch did.
@@ -204,10 +207,16 @@ impl Store {
 
     /// Stores a batch in one transaction; a record whose `event_id` is stored is skipped.
     pub fn insert(&mut self, records: &[Record]) -> Result<Inserted, StoreError> {
+        Ok(self.insert_batches(&[records])?[0])
+    }
+
+    /// Stores several batches in one transaction (group commit), each counted on its
+    /// own, in order: a record repeated in a later batch is that batch's duplicate.
+    pub fn insert_batches(&mut self, batches: &[&[Record]]) -> Result<Vec<Inserted>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut done = Inserted::default();
+        let mut outcome = Vec::with_capacity(batches.len());
         let mut counts: HashMap<(&str, &str), i64> = HashMap::new();
         {
             let mut insert = tx.prepare_cached(
@@ -217,33 +226,37 @@ impl Store {
             let mut text = tx.prepare_cached(
                 "INSERT INTO logs_text (rowid, message, request_id) VALUES (?1, ?2, ?3)",
             )?;
-            for r in records {
-                let changed = insert.execute(params![
-                    r.ts_us,
-                    r.service,
-                    r.level,
-                    r.request_id,
-                    r.event_id,
-                    r.body
-                ])?;
-                if changed == 0 {
-                    done.duplicates += 1;
-                    continue;
+            for records in batches {
+                let mut done = Inserted::default();
+                for r in records.iter() {
+                    let changed = insert.execute(params![
+                        r.ts_us,
+                        r.service,
+                        r.level,
+                        r.request_id,
+                        r.event_id,
+                        r.body
+                    ])?;
+                    if changed == 0 {
+                        done.duplicates += 1;
+                        continue;
+                    }
+                    done.stored += 1;
+                    if r.message.is_some() || r.request_id.is_some() {
+                        text.execute(params![tx.last_insert_rowid(), r.message, r.request_id])?;
+                    }
+                    let key = (
+                        r.service.as_deref().unwrap_or(NONE_KEY),
+                        r.level.as_deref().unwrap_or(NONE_KEY),
+                    );
+                    *counts.entry(key).or_default() += 1;
                 }
-                done.stored += 1;
-                if r.message.is_some() || r.request_id.is_some() {
-                    text.execute(params![tx.last_insert_rowid(), r.message, r.request_id])?;
-                }
-                let key = (
-                    r.service.as_deref().unwrap_or(NONE_KEY),
-                    r.level.as_deref().unwrap_or(NONE_KEY),
-                );
-                *counts.entry(key).or_default() += 1;
+                outcome.push(done);
             }
             add_counts(&tx, &counts)?;
         }
         tx.commit()?;
-        Ok(done)
+        Ok(outcome)
     }
 
     /// One page of records matching `q`, and how many match in all.
@@ -683,6 +696,34 @@ mod tests {
             assert_eq!(sorted.len(), 50, "{o}");
             assert_eq!(seen.len(), 50, "{o}");
         }
+    }
+
+    #[test]
+    fn batches_committed_together_are_counted_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Store::open_writer(dir.path(), SyncMode::Normal).unwrap();
+        let a: Vec<Record> = (0..5)
+            .map(|i| rec(i, "s", "info", Some(&format!("e{i}")), "m"))
+            .collect();
+        let b: Vec<Record> = (3..8)
+            .map(|i| rec(i, "s", "info", Some(&format!("e{i}")), "m"))
+            .collect();
+        let done = w.insert_batches(&[&a, &b, &[]]).unwrap();
+        assert_eq!(
+            done,
+            [
+                Inserted {
+                    stored: 5,
+                    duplicates: 0
+                },
+                Inserted {
+                    stored: 3,
+                    duplicates: 2
+                },
+                Inserted::default()
+            ]
+        );
+        assert_eq!(w.stored().unwrap(), 8);
     }
 
     #[test]
