@@ -13,7 +13,8 @@
 //!   transaction as the records, so totals, `/logs/count` and `/health` cost a few rows
 //!   instead of a scan.
 //!
-//! A batch is one transaction: when [`Store::insert`] returns, the batch is committed.
+//! Batches are stored inside one transaction (several at once for group commit): when
+//! [`Store::insert_batches`] returns, they are committed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
