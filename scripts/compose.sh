@@ -108,6 +108,15 @@ wait_healthy() {
     done
 }
 
+# The same settings compose reads: .env when present (the shell's own values win).
+if [ -f .env ]; then
+    while IFS= read -r line; do
+        [[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || continue
+        key="${line%%=*}"
+        [ -n "${!key+set}" ] || export "$line"
+    done <.env
+fi
+
 tool="$(compose_tool)"
 source="$(image_source)"
 if [ "$source" = local ]; then
@@ -115,7 +124,19 @@ if [ "$source" = local ]; then
     export PROMETHEUS_IMAGE="${PROMETHEUS_IMAGE:-$LOCAL_PROMETHEUS_IMAGE}"
 fi
 
-case "${1:-}" in
+# The compose subcommand: the first argument that is neither an option nor its value.
+subcommand=""
+skip=0
+for arg in "$@"; do
+    if [ "$skip" = 1 ]; then skip=0; continue; fi
+    case "$arg" in
+        -f | --file | -p | --project-name | --profile | --env-file | --project-directory) skip=1 ;;
+        -*) ;;
+        *) subcommand="$arg"; break ;;
+    esac
+done
+
+case "$subcommand" in
     wait)
         wait_healthy "${2:-}"
         exit 0

@@ -53,10 +53,11 @@ check() { python3 "$root/scripts/systemcheck.py" "$@" || die "check '$1' failed 
 
 # The same values compose sees: .env when present, else the defaults.
 if [ -f .env ]; then
-    set -a
-    # shellcheck disable=SC1091
-    . ./.env
-    set +a
+    while IFS= read -r line; do
+        [[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || continue
+        key="${line%%=*}"
+        [ -n "${!key+set}" ] || export "$line"
+    done <.env
 fi
 
 for tool in docker curl python3; do
