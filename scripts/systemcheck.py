@@ -10,6 +10,7 @@ a message naming what failed. Only the Python standard library is used.
                                     once per service, with the enrichment fields
     follow                          one request id followed across the three services
     metrics [--timeout S]           the metrics sidecars serve enriched samples
+    prometheus [--timeout S]        a real Prometheus scrapes the metrics sidecars cleanly
     promtool-input NAME             print one endpoint's /metrics (to feed promtool)
     clear                           POST /logs/clear answers as specified
 
@@ -560,6 +561,26 @@ def cmd_metrics(args):
         ok(f"{service}-metrics-sidecar: {n} samples, each with sidecar=\"true\", environment, service")
 
 
+def prometheus_sees_sidecars():
+    base = f"http://{HOST}:{env_port('PROMETHEUS_PORT', 9090)}"
+    targets = get_json(f"{base}/api/v1/targets")["data"]["activeTargets"]
+    sidecars = [t for t in targets if t["labels"].get("job") == "metrics-sidecars"]
+    expect(len(sidecars) == len(METRICS_SIDECARS), f"Prometheus has {len(sidecars)} metrics-sidecar targets")
+    down = [(t["labels"]["instance"], t["health"], t.get("lastError")) for t in sidecars if t["health"] != "up"]
+    expect(not down, f"Prometheus targets not up: {down}")
+    query = urllib.parse.quote('count by (service) (http_requests_total{sidecar="true"})')
+    result = get_json(f"{base}/api/v1/query?query={query}")["data"]["result"]
+    services = sorted(r["metric"].get("service") for r in result)
+    expect(services == sorted(METRICS_SIDECARS), f"Prometheus has enriched series for {services} only")
+    return services
+
+
+def cmd_prometheus(args):
+    timeout = float(args[args.index("--timeout") + 1]) if "--timeout" in args else 60.0
+    services = wait_until("Prometheus scraping the metrics sidecars", timeout, prometheus_sees_sidecars)
+    ok(f"Prometheus scrapes the 3 metrics sidecars cleanly; enriched series for {', '.join(services)}")
+
+
 def cmd_promtool_input(args):
     name = args[0]
     ports = {"aggregator": env_port("LOG_AGGREGATOR_PORT", 8000)}
@@ -593,6 +614,7 @@ COMMANDS = {
     "follow": cmd_follow,
     "metrics": cmd_metrics,
     "promtool-input": cmd_promtool_input,
+    "prometheus": cmd_prometheus,
     "clear": cmd_clear,
 }
 

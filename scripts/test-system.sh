@@ -16,6 +16,9 @@
 # Exits non-zero with a message naming the failed check; on failure it prints the recent
 # container logs first.
 #
+# Also starts the `prometheus` profile's Prometheus (unless TEST_PROMETHEUS=0) and checks
+# that it scrapes the metrics sidecars.
+#
 # Settings (environment): TRAFFIC (requests per traffic set, default 150), KEEP_STACK=1,
 # UP_TIMEOUT (seconds to wait for a healthy stack, default 180), DELIVERY_TIMEOUT (seconds
 # for logs to reach the aggregator, default 120), and the stack's own variables (ports,
@@ -69,6 +72,7 @@ export TEST_RUN_ID="sys$(date +%s)$$"
 export TEST_STATE_DIR
 TEST_STATE_DIR="$(mktemp -d "${TMPDIR:-/tmp}/test-system.XXXXXX")"
 brought_up=0
+started_prometheus=0
 traffic_pid=""
 
 cleanup() {
@@ -89,7 +93,9 @@ cleanup() {
     if [ "$brought_up" = 1 ] && [ "$KEEP_STACK" != 1 ]; then
         echo
         echo "==> Taking the stack down with its volumes"
-        scripts/compose.sh down -v --remove-orphans >/dev/null 2>&1 || echo "  (compose down failed)"
+        scripts/compose.sh --profile prometheus down -v --remove-orphans >/dev/null 2>&1 || echo "  (compose down failed)"
+    elif [ "$started_prometheus" = 1 ] && [ "$KEEP_STACK" != 1 ]; then
+        scripts/compose.sh --profile prometheus rm -sfv prometheus >/dev/null 2>&1 || true
     fi
     rm -rf "$TEST_STATE_DIR"
     echo
@@ -205,6 +211,20 @@ check follow
 
 step "Metrics sidecars serve enriched samples"
 check metrics --timeout 60
+
+step "A real Prometheus scrapes the metrics sidecars (compose profile prometheus)"
+if [ "${TEST_PROMETHEUS:-1}" = 0 ]; then
+    note "TEST_PROMETHEUS=0: skipped"
+elif [ "$(docker inspect -f '{{.State.Running}}' prometheus 2>/dev/null)" = true ]; then
+    note "reusing the running Prometheus"
+    check prometheus --timeout 60
+else
+    started_prometheus=1
+    scripts/compose.sh --profile prometheus up -d --no-deps prometheus >"$TEST_STATE_DIR/prometheus.log" 2>&1 ||
+        die "could not start Prometheus: $(tail -n 5 "$TEST_STATE_DIR/prometheus.log")"
+    await_healthy prometheus 60
+    check prometheus --timeout 60
+fi
 
 # --- 4. crashes ----------------------------------------------------------------------------
 step "Kill a logging sidecar while traffic flows, bring it back"
