@@ -300,11 +300,11 @@ def check_aggregator():
     bad_nd = json.dumps(record(7)).encode() + b"\n{oops\n"
     body = post_json(f"{base}/logs", bad_nd, 400, auth, "application/x-ndjson")
     expect("2" in json.dumps(body), f"NDJSON error does not name line 2: {body!r}")
-    status, _, _ = http("POST", f"{base}/logs", b"hello", {"Content-Type": "text/plain", **auth})
+    status, _, _ = http("POST", f"{base}/logs", b"<log/>", {"Content-Type": "application/xml", **auth})
     expect(status == 415, f"wrong content type: expected 415, got {status}")
     after = get_json(f"{base}/logs?request_id={rid}&limit=1", headers=auth)["total"]
     expect(after == before, f"bad input changed the store ({before} -> {after} records)")
-    ok("log-aggregator: malformed JSON -> 400, bad NDJSON line -> 400 naming it, text/plain -> 415, nothing stored")
+    ok("log-aggregator: malformed JSON -> 400, bad NDJSON line -> 400 naming it, application/xml -> 415, nothing stored")
     if auth:
         status, _, _ = http("POST", f"{base}/logs", json.dumps(record(8)).encode(), {"Content-Type": "application/json"})
         expect(status == 401, f"no token: expected 401, got {status}")
