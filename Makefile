@@ -45,4 +45,5 @@ load: ## Traffic for the running stack: scripts/load.sh at RATE for DURATION, el
 
 clean: ## Remove the containers, the volumes (stored logs included) and the built images.
 	$(COMPOSE) --profile prometheus down -v --remove-orphans --rmi all
+	docker image prune -f --filter label=org.sidecar-obs.stage=build
 	rm -rf target/docker-bin
