@@ -550,7 +550,15 @@ def enriched_metrics(service):
             expect(labels.get(k) == v, f"{url}: {metric}{labels} lacks {k}={v!r}")
     app = [s for s in samples if s[0] == "http_requests_total"]
     expect(app, f"{url}: no http_requests_total sample from {service} yet")
-    expect("# TYPE http_requests_total counter" in text, f"{url}: TYPE line of http_requests_total not kept")
+    # HELP and TYPE lines are kept: every family the service declares is declared again.
+    status, _, own = http("GET", f"{service_base(service)}/metrics")
+    expect(status == 200, f"{service} /metrics: status {status}")
+    for line in own.decode().splitlines():
+        if line.startswith("# TYPE ") or line.startswith("# HELP "):
+            expect(line in text, f"{url}: the service's line {line!r} is not kept")
+    # The scrape reports on itself: an `up` gauge at 1.
+    up = [v for name, _, v in samples if name == "up" or name.endswith("_up")]
+    expect(up == ["1"], f"{url}: expected one up gauge at 1, found {up}")
     return len(samples)
 
 
@@ -558,7 +566,7 @@ def cmd_metrics(args):
     timeout = float(args[args.index("--timeout") + 1]) if "--timeout" in args else 60.0
     for service in METRICS_SIDECARS:
         n = wait_until(f"{service}-metrics-sidecar enriched samples", timeout, lambda s=service: enriched_metrics(s))
-        ok(f"{service}-metrics-sidecar: {n} samples, each with sidecar=\"true\", environment, service")
+        ok(f"{service}-metrics-sidecar: {n} samples, each with sidecar=\"true\", environment, service; HELP/TYPE kept; up=1")
 
 
 def prometheus_sees_sidecars():
