@@ -161,6 +161,7 @@ if [ "$running" = "${#CONTAINERS[@]}" ]; then
 else
     [ "$running" = 0 ] || note "$running of ${#CONTAINERS[@]} containers are running: bringing the stack up"
     brought_up=1
+    note "building and starting it (a first run compiles the release binaries: minutes)"
     t0=$SECONDS
     if ! scripts/compose.sh up -d --build >"$TEST_STATE_DIR/up.log" 2>&1; then
         tail -n 40 "$TEST_STATE_DIR/up.log" | sed 's/^/       /'
