@@ -157,6 +157,9 @@ for c in "${CONTAINERS[@]}"; do
 done
 if [ "$running" = "${#CONTAINERS[@]}" ]; then
     note "reusing the running stack (it stays up afterwards)"
+    # Whatever checkout started it: compose commands below must address its project.
+    project="$(docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}' log-aggregator 2>/dev/null || true)"
+    if [ -n "$project" ]; then export COMPOSE_PROJECT_NAME="$project"; fi
     for c in "${CONTAINERS[@]}"; do await_healthy "$c" "$UP_TIMEOUT"; done
 else
     [ "$running" = 0 ] || note "$running of ${#CONTAINERS[@]} containers are running: bringing the stack up"
