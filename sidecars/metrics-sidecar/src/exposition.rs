@@ -113,8 +113,6 @@ pub enum Line<'a> {
 /// What is wrong with a line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ErrorKind {
-    #[error("the body is not valid UTF-8")]
-    NotUtf8,
     #[error("invalid metric name")]
     InvalidMetricName,
     #[error("invalid label name")]
@@ -151,10 +149,10 @@ pub enum ErrorKind {
     TypeAfterSamples(String),
     #[error("sample {0:?} does not fit the type of its family")]
     NotInFamily(String),
-    #[error("histogram bucket without a numeric \"le\" label")]
-    MissingBucketBound,
-    #[error("summary quantile without a numeric \"quantile\" label")]
-    MissingQuantile,
+    #[error("histogram bucket with a non-numeric \"le\" label")]
+    InvalidBucketBound,
+    #[error("summary sample with a non-numeric \"quantile\" label")]
+    InvalidQuantile,
     #[error("content after # EOF")]
     AfterEof,
     #[error("OpenMetrics body without # EOF")]
@@ -292,6 +290,10 @@ fn parse_comment(line: &str, after_hash: usize, dialect: Dialect) -> Result<Line
                 return Err(ErrorKind::TrailingText);
             }
             let token = &line[rest_start..kind_end];
+            if token.is_empty() {
+                // `# TYPE name` and nothing more: readers ignore it, and so do we.
+                return Ok(Line::Comment);
+            }
             match MetricType::parse(token, dialect) {
                 Some(MetricType::GaugeHistogram) => Err(ErrorKind::UnsupportedType),
                 Some(kind) => Ok(Line::Type { name, kind }),
@@ -560,6 +562,10 @@ mod tests {
         );
         assert_eq!(parse_line("#", Dialect::Text, &mut l), Ok(Line::Comment));
         assert_eq!(
+            parse_line("# TYPE m ", Dialect::Text, &mut l),
+            Ok(Line::Comment)
+        );
+        assert_eq!(
             parse_line("# EOF", Dialect::Text, &mut l),
             Ok(Line::Comment)
         );
@@ -598,6 +604,15 @@ mod tests {
         for (line, want) in bad {
             assert_eq!(sample(line).unwrap_err(), want, "{line}");
         }
+    }
+
+    #[test]
+    fn dialect_from_content_type() {
+        let om = Some("application/openmetrics-text; version=1.0.0; charset=utf-8");
+        assert_eq!(Dialect::from_content_type(om), Dialect::OpenMetrics);
+        let text = Some("text/plain; version=0.0.4");
+        assert_eq!(Dialect::from_content_type(text), Dialect::Text);
+        assert_eq!(Dialect::from_content_type(None), Dialect::Text);
     }
 
     #[test]

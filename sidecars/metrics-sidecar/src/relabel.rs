@@ -1,8 +1,9 @@
 //! Relabeling: a scraped exposition in, the enriched exposition out.
 //!
 //! Second stage of the enricher, on top of [`crate::exposition`]. It walks the body line
-//! by line, keeps track of metric families (so each keeps one HELP and one TYPE line and
-//! its samples stay in one group), and writes every sample straight into one output
+//! by line, keeps track of metric families (so each keeps one HELP and one TYPE line, and
+//! a histogram's or summary's samples are checked as one family), and writes every
+//! sample straight into one output
 //! buffer with the sidecar's labels appended. Label names and escaped values are copied
 //! as written; nothing per sample is allocated, which is what makes the hot path fast.
 //!
@@ -86,10 +87,9 @@ impl Relabeler {
         dialect: Dialect,
         out: &mut Vec<u8>,
     ) -> Result<RelabelStats, ExpositionError> {
-        let text = std::str::from_utf8(body).map_err(|_| ExpositionError {
-            line: 0,
-            kind: ErrorKind::NotUtf8,
-        })?;
+        // Invalid UTF-8 (say, a Latin-1 HELP text) is replaced by U+FFFD rather than
+        // failing the scrape; a valid body is borrowed, not copied.
+        let text = String::from_utf8_lossy(body);
         let mut w = Writer {
             r: self,
             out,
@@ -285,11 +285,11 @@ impl<'a> Writer<'_, 'a> {
             None => self.family_of_sample(name)?,
         };
         match role {
-            Role::Bucket if !has_numeric_label(labels, "le") => {
-                return Err(ErrorKind::MissingBucketBound)
+            Role::Bucket if !numeric_if_present(labels, "le") => {
+                return Err(ErrorKind::InvalidBucketBound)
             }
-            Role::Quantile if !has_numeric_label(labels, "quantile") => {
-                return Err(ErrorKind::MissingQuantile)
+            Role::Quantile if !numeric_if_present(labels, "quantile") => {
+                return Err(ErrorKind::InvalidQuantile)
             }
             _ => {}
         }
@@ -364,8 +364,13 @@ fn role_in(f: &Family<'_>, sample: &str, dialect: Dialect) -> Option<Role> {
     }
 }
 
-fn has_numeric_label(labels: &[Label<'_>], name: &str) -> bool {
-    labels.iter().any(|l| l.name == name && is_value(l.value))
+/// `le` and `quantile` must be numbers when present (as `promtool` requires); their
+/// absence is tolerated, as Prometheus tolerates it.
+fn numeric_if_present(labels: &[Label<'_>], name: &str) -> bool {
+    labels
+        .iter()
+        .find(|l| l.name == name)
+        .map_or(true, |l| is_value(l.value))
 }
 
 /// The name a family's samples have in format 0.0.4.

@@ -228,6 +228,21 @@ fn exact_outputs() {
 }
 
 #[test]
+fn invalid_utf8_is_replaced_not_rejected() {
+    // A Latin-1 degree sign, as an old exporter might write it.
+    let body = b"# HELP t Temperatur in \xb0C.\nt{unit=\"\xb0C\"} 21\n";
+    let mut out = Vec::new();
+    relabeler()
+        .relabel(body, Dialect::Text, &mut out)
+        .expect("accepted");
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "# HELP t Temperatur in \u{FFFD}C.\n\
+         t{unit=\"\u{FFFD}C\",sidecar=\"true\",environment=\"test \\\"env\\\"\",service=\"user-service\"} 21\n"
+    );
+}
+
+#[test]
 fn rejected_expositions() {
     use ErrorKind::*;
     let cases: &[(&str, Dialect, &[u8], ErrorKind)] = &[
@@ -237,7 +252,6 @@ fn rejected_expositions() {
             b"<html><body>Oops</body></html>\n",
             InvalidMetricName,
         ),
-        ("not UTF-8", Dialect::Text, b"m{a=\"\xff\"} 1\n", NotUtf8),
         (
             "a JSON body",
             Dialect::Text,
@@ -323,22 +337,16 @@ fn rejected_expositions() {
             UnknownType("meter".into()),
         ),
         (
-            "a bucket without le",
-            Dialect::Text,
-            b"# TYPE h histogram\nh_bucket{x=\"1\"} 1\n",
-            MissingBucketBound,
-        ),
-        (
             "a bucket with a bad le",
             Dialect::Text,
             b"# TYPE h histogram\nh_bucket{le=\"big\"} 1\n",
-            MissingBucketBound,
+            InvalidBucketBound,
         ),
         (
-            "a quantile without its label",
+            "a non-numeric quantile",
             Dialect::Text,
-            b"# TYPE s summary\ns 1\n",
-            MissingQuantile,
+            b"# TYPE s summary\ns{quantile=\"p99\"} 1\n",
+            InvalidQuantile,
         ),
         (
             "OpenMetrics without EOF",
@@ -364,4 +372,66 @@ fn rejected_expositions() {
         let got = relabeler().relabel(body, *dialect, &mut out).map(|_| ());
         assert_eq!(got.map_err(|e| e.kind), Err(want.clone()), "{what}");
     }
+}
+
+/// A small deterministic generator, so the mutation test needs no extra dependency.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn mutated_expositions_never_panic_and_accepted_ones_stay_valid() {
+    const ALPHABET: &[u8] = b"{}\",=\\ \n#\tabc_:019.+-eEINnf\xff\xc3";
+    let seeds: Vec<&str> = PLAIN.iter().map(|(_, body)| *body).collect();
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let mut accepted = 0;
+    for round in 0..4000 {
+        let mut body = seeds[round % seeds.len()].as_bytes().to_vec();
+        for _ in 0..1 + rng.below(4) {
+            if body.is_empty() {
+                body.push(ALPHABET[rng.below(ALPHABET.len())]);
+                continue;
+            }
+            let at = rng.below(body.len());
+            match rng.below(3) {
+                0 => body[at] = ALPHABET[rng.below(ALPHABET.len())],
+                1 => body.insert(at, ALPHABET[rng.below(ALPHABET.len())]),
+                _ => {
+                    body.remove(at);
+                }
+            }
+        }
+        for dialect in [Dialect::Text, Dialect::OpenMetrics] {
+            let mut out = Vec::new();
+            if relabeler().relabel(&body, dialect, &mut out).is_ok() {
+                accepted += 1;
+                let again = Relabeler::new(&[("again", "1")], "metrics_sidecar_");
+                let mut sink = Vec::new();
+                let out_text = String::from_utf8_lossy(&out).into_owned();
+                again
+                    .relabel(&out, Dialect::Text, &mut sink)
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "accepted {:?} but wrote invalid output ({e}):\n{out_text}",
+                            String::from_utf8_lossy(&body)
+                        )
+                    });
+            }
+        }
+    }
+    assert!(
+        accepted > 100,
+        "only {accepted} mutants accepted: the test lost its teeth"
+    );
 }

@@ -121,7 +121,11 @@ async fn relabels_a_real_service() {
     );
     assert_well_formed(&body);
 
-    drop(sidecar);
+    // SIGTERM stops it cleanly.
+    let mut sidecar = sidecar;
+    sidecar.signal(libc::SIGTERM);
+    let status = sidecar.wait_timeout(DEADLINE).expect("stops on SIGTERM");
+    assert!(status.success(), "{status}: {}", sidecar.stderr());
     let probe = Command::new(env!("CARGO_BIN_EXE_metrics-sidecar"))
         .arg("healthcheck")
         .env("LISTEN_ADDR", &listen)
@@ -136,6 +140,7 @@ const GARBAGE: u8 = 1;
 const HUGE: u8 = 2;
 const HANG: u8 = 3;
 const ERROR: u8 = 4;
+const OPENMETRICS: u8 = 5;
 
 /// A valid body with the hard parts: escapes, a clash, a histogram, NaN.
 const TRICKY: &str = "# HELP fake_requests_total Requests.\n# TYPE fake_requests_total counter\n\
@@ -152,6 +157,12 @@ async fn fake_metrics(mode: web::Data<AtomicU8>) -> HttpResponse {
             .body(TRICKY),
         GARBAGE => HttpResponse::Ok().body("<html><body>Not metrics {at all}</body></html>"),
         HUGE => HttpResponse::Ok().body("big_gauge 1\n".repeat(20_000)),
+        OPENMETRICS => HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(
+                "# TYPE om_requests counter\n# HELP om_requests Requests.\n\
+                 om_requests_total{code=\"200\"} 5\nom_requests_created{code=\"200\"} 1.7e9\n# EOF\n",
+            ),
         HANG => {
             futures_util::future::pending::<()>().await;
             unreachable!("a pending future never completes")
@@ -230,6 +241,25 @@ async fn survives_a_misbehaving_target() {
         );
         assert_well_formed(&body);
         assert!(value(&body, "metrics_sidecar_consecutive_failures{").unwrap() >= 1.0);
+        if bad == HANG {
+            // A sidecar whose first scrape hangs for half a minute still answers at once:
+            // requests never wait for a scrape.
+            let (_patient, patient_url) = start_sidecar(
+                "patient",
+                dir.path(),
+                &target,
+                &[("SCRAPE_INTERVAL", "30s"), ("SCRAPE_TIMEOUT", "30s")],
+            )
+            .await;
+            let (status, body) = get(&format!("{patient_url}/metrics")).await.unwrap();
+            assert_eq!(status, 200);
+            assert_eq!(
+                value(&body, "metrics_sidecar_scrapes_total{"),
+                Some(0.0),
+                "{body}"
+            );
+            assert_eq!(value(&body, "metrics_sidecar_up{"), Some(0.0), "{body}");
+        }
     }
 
     // The dropper's last good samples are older than its limit by now.
@@ -241,6 +271,16 @@ async fn survives_a_misbehaving_target() {
     .await;
     assert_eq!(value(&body, "metrics_sidecar_snapshot_samples{"), Some(0.0));
     assert_well_formed(&body);
+    if prometheus_installed() {
+        // Only the sidecar's own families: they must be entirely clean.
+        let out = promtool(&body);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "promtool: {said}\n{body}"
+        );
+    }
 
     mode.store(GOOD, Ordering::SeqCst);
     for url in [&keeper_metrics, &dropper_metrics] {
@@ -253,6 +293,17 @@ async fn survives_a_misbehaving_target() {
             Some(0.0)
         );
     }
+    // An OpenMetrics answer is recognised by its content type and converted.
+    mode.store(OPENMETRICS, Ordering::SeqCst);
+    let om = format!(r#"om_requests_total{{code="200",{ADDED}}} 5"#);
+    let body = wait_metrics(&keeper_metrics, "OpenMetrics samples", |b| b.contains(&om)).await;
+    assert!(
+        body.contains("# TYPE om_requests_total counter\n"),
+        "{body}"
+    );
+    assert!(!body.contains("om_requests_created"), "{body}");
+    assert_well_formed(&body);
+
     for p in [&mut keeper, &mut dropper] {
         assert!(p.try_wait().is_none(), "the sidecar died:\n{}", p.stderr());
     }
@@ -267,7 +318,7 @@ async fn supervisors_restart_failed_actors() {
         ("APP_SERVICE_URL", target.as_str()),
         ("SERVICE_NAME", "user-service"),
         ("ENVIRONMENT", "test"),
-        ("SCRAPE_INTERVAL", "100ms"),
+        ("SCRAPE_INTERVAL", "200ms"),
     ]
     .into();
     let config = SidecarConfig::from_env(&env).unwrap();
