@@ -1,0 +1,317 @@
+//! benchrun: every whole-system figure of the project, reproduced by one command
+//! (`scripts/bench.sh`) and printed as one table.
+//!
+//! In the order a run goes:
+//! - [`machine`]: the line saying where and from which commit the figures come.
+//! - [`components`]: each component's own benchmark example, built and run several
+//!   times, its `BENCH_JSON` line collected.
+//! - [`sidecar_cost`]: the services under `loadgen`, with and without the sidecars.
+//! - [`figures`]: medians and spreads, the table, the `--json` file, `--compare`.
+//! - [`children`]: every process started is killed on exit, Ctrl-C included.
+
+mod children;
+mod components;
+mod figures;
+mod machine;
+mod sidecar_cost;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::components::{Workspace, BENCHES};
+use crate::figures::{Results, Section};
+
+const EXIT_USAGE: u8 = 64;
+const DEFAULT_RUNS: usize = 3;
+/// The load of the sidecar-cost measurement, full and `--quick`.
+const COST_RATE: u64 = 2_000;
+const COST_DURATION: Duration = Duration::from_secs(15);
+const QUICK_COST_RATE: u64 = 1_000;
+const QUICK_COST_DURATION: Duration = Duration::from_secs(4);
+
+const USAGE: &str = "benchrun: run every whole-system benchmark and print one table.
+
+USAGE:
+    scripts/bench.sh [--quick] [--runs N] [--only LIST] [--json FILE]
+    scripts/bench.sh --compare BASE.json NEW.json
+
+FLAGS:
+    --quick          rough figures: each benchmark once, with its --quick sizes
+    --runs N         runs of each benchmark; the table shows the median and the spread [3; 1 with --quick]
+    --only LIST      comma-separated sections: sidecar, aggregator, metrics, cost [all]
+    --json FILE      also write the figures (median, min, max, runs) and the machine to FILE
+    --compare A B    print two --json files side by side with the change of each figure
+    -h, --help       print this help
+";
+
+#[derive(Debug, Clone, PartialEq)]
+enum Mode {
+    Run {
+        quick: bool,
+        runs: Option<usize>,
+        only: Option<Vec<String>>,
+        json: Option<PathBuf>,
+    },
+    Compare(PathBuf, PathBuf),
+    Help,
+}
+
+fn parse(args: &[String]) -> Result<Mode, String> {
+    let (mut quick, mut runs, mut only, mut json) = (false, None, None, None);
+    let mut i = 0;
+    let value = |i: &mut usize, flag: &str| -> Result<String, String> {
+        *i += 1;
+        args.get(*i)
+            .cloned()
+            .ok_or_else(|| format!("{flag} needs a value"))
+    };
+    while i < args.len() {
+        match args[i].as_str() {
+            "-h" | "--help" => return Ok(Mode::Help),
+            "--quick" => quick = true,
+            "--runs" => {
+                let v = value(&mut i, "--runs")?;
+                match v.parse::<usize>() {
+                    Ok(n) if (1..=50).contains(&n) => runs = Some(n),
+                    _ => return Err(format!("--runs {v:?}: expected a number from 1 to 50")),
+                }
+            }
+            "--only" => {
+                let v = value(&mut i, "--only")?;
+                let list: Vec<String> = v.split(',').map(|s| s.trim().to_owned()).collect();
+                let valid = ["sidecar", "aggregator", "metrics", "cost"];
+                if let Some(bad) = list.iter().find(|s| !valid.contains(&s.as_str())) {
+                    return Err(format!(
+                        "--only: unknown section {bad:?}; use {}",
+                        valid.join(", ")
+                    ));
+                }
+                only = Some(list);
+            }
+            "--json" => json = Some(PathBuf::from(value(&mut i, "--json")?)),
+            "--compare" => {
+                let a = value(&mut i, "--compare")?;
+                let b = value(&mut i, "--compare")?;
+                if i + 1 != args.len() {
+                    return Err("--compare takes two files and nothing else".to_owned());
+                }
+                return Ok(Mode::Compare(a.into(), b.into()));
+            }
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+        i += 1;
+    }
+    Ok(Mode::Run {
+        quick,
+        runs,
+        only,
+        json,
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = match parse(&args) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("benchrun: {e}; try --help");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let result = match mode {
+        Mode::Help => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Mode::Compare(a, b) => compare(&a, &b),
+        Mode::Run {
+            quick,
+            runs,
+            only,
+            json,
+        } => {
+            children::install_signal_handler();
+            let runs = runs.unwrap_or(if quick { 1 } else { DEFAULT_RUNS });
+            run(quick, runs, only.as_deref(), json.as_deref())
+        }
+    };
+    match result {
+        Ok(()) if children::interrupted() => ExitCode::from(130),
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("benchrun: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn compare(a: &Path, b: &Path) -> anyhow::Result<()> {
+    let load = |p: &Path| -> anyhow::Result<Results> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a benchrun --json file", p.display()))
+    };
+    print!("{}", figures::compare(&load(a)?, &load(b)?));
+    Ok(())
+}
+
+/// The workspace root: the nearest directory up from here with a `[workspace]` manifest.
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    let here = std::env::current_dir()?;
+    here.ancestors()
+        .find(|d| {
+            std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
+        })
+        .map(Path::to_path_buf)
+        .context("run benchrun from inside the project's workspace")
+}
+
+fn run(
+    quick: bool,
+    runs: usize,
+    only: Option<&[String]>,
+    json: Option<&Path>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let wanted = |id: &str| only.map_or(true, |o| o.iter().any(|x| x == id));
+    let root = workspace_root()?;
+    let ws = Workspace::load(&root)?;
+    let machine = machine::describe(&root);
+    let commit = machine::commit(&root);
+    eprintln!("benchrun: {machine}; commit {commit}");
+
+    // What must exist (the services and loadgen) and what is used when it exists.
+    let mut packages = vec!["services", "loadgen"];
+    for p in ["log-aggregator", "logging-sidecar", "metrics-sidecar"] {
+        if ws.has_package(p) {
+            packages.push(p);
+        }
+    }
+    eprintln!(
+        "benchrun: Building in release mode (cargo build --release --bins -p {})...",
+        packages.join(" -p ")
+    );
+    components::build(&root, &packages, &[])
+        .map_err(|e| anyhow::anyhow!("the release build failed:\n{e}"))?;
+
+    let scratch = tempfile::Builder::new().prefix("benchrun-").tempdir()?;
+    let mut sections: Vec<Section> = Vec::new();
+    for bench in BENCHES.iter().filter(|b| wanted(b.id)) {
+        if children::interrupted() {
+            break;
+        }
+        let values = ws.find(bench).and_then(|()| {
+            eprintln!(
+                "benchrun: Building {} (cargo build --release -p {} --example {})...",
+                bench.title, bench.package, bench.example
+            );
+            components::build(&root, &[bench.package], &[bench.example])
+                .map_err(|e| format!("the build failed: {}", e.lines().last().unwrap_or_default()))
+        });
+        let section = match values {
+            Ok(()) => {
+                let program = ws.target_dir.join("release/examples").join(bench.example);
+                components::run(bench, &program, runs, quick, scratch.path())
+            }
+            Err(why) => {
+                eprintln!("benchrun: {}: {why}", bench.title);
+                Section {
+                    id: bench.id,
+                    title: bench.title.to_owned(),
+                    source: format!("-p {} --example {}", bench.package, bench.example),
+                    known: bench.known,
+                    values: Err(why),
+                }
+            }
+        };
+        sections.push(section);
+    }
+    if wanted("cost") && !children::interrupted() {
+        let plan = sidecar_cost::Plan {
+            rate: if quick { QUICK_COST_RATE } else { COST_RATE },
+            duration: if quick {
+                QUICK_COST_DURATION
+            } else {
+                COST_DURATION
+            },
+            runs,
+            release_dir: ws.target_dir.join("release"),
+            aggregator: ws.has_bin("log-aggregator", "log-aggregator"),
+            logging_sidecar: ws.has_bin("logging-sidecar", "logging-sidecar"),
+            metrics_sidecar: ws.has_bin("metrics-sidecar", "metrics-sidecar"),
+        };
+        sections.push(sidecar_cost::run(&plan, scratch.path()));
+    }
+    if children::interrupted() {
+        eprintln!("benchrun: Interrupted; every process it started has been stopped.");
+        return Ok(());
+    }
+
+    println!(
+        "Whole-system benchmarks{}: median of {runs} run(s) each, spread is min - max",
+        if quick {
+            " (--quick: rough figures)"
+        } else {
+            ""
+        }
+    );
+    println!("machine: {machine}");
+    println!("commit:  {commit}");
+    println!();
+    print!("{}", figures::table(&sections));
+    println!(
+        "\nTook {:.0} s (builds included).",
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = json {
+        let results = figures::results(&sections, &machine, &commit, quick);
+        std::fs::write(path, serde_json::to_string_pretty(&results)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("benchrun: Figures written to {}.", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags() {
+        assert_eq!(
+            parse(&args(&[
+                "--quick",
+                "--only",
+                "cost,metrics",
+                "--json",
+                "x.json"
+            ])),
+            Ok(Mode::Run {
+                quick: true,
+                runs: None,
+                only: Some(vec!["cost".into(), "metrics".into()]),
+                json: Some("x.json".into()),
+            })
+        );
+        assert_eq!(
+            parse(&args(&["--compare", "a", "b"])),
+            Ok(Mode::Compare("a".into(), "b".into()))
+        );
+        assert!(parse(&args(&["--runs", "0"])).is_err());
+        assert!(parse(&args(&["--only", "everything"]))
+            .unwrap_err()
+            .contains("unknown section"));
+        assert!(parse(&args(&["--compare", "a"])).is_err());
+        assert!(parse(&args(&["--fast"]))
+            .unwrap_err()
+            .contains("unknown flag"));
+    }
+}
