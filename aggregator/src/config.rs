@@ -1,0 +1,228 @@
+//! The aggregator's settings, read once from the environment with documented defaults.
+//!
+//! Every other module receives these typed values; nothing else reads the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shared::config::{ConfigErrors, Reader, Source};
+
+pub const LISTEN_ADDR: &str = "LISTEN_ADDR";
+pub const DATA_DIR: &str = "DATA_DIR";
+pub const AGGREGATOR_TOKEN: &str = "AGGREGATOR_TOKEN";
+pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
+pub const RETENTION_MAX_RECORDS: &str = "RETENTION_MAX_RECORDS";
+pub const RETENTION_MAX_AGE: &str = "RETENTION_MAX_AGE";
+pub const RETENTION_INTERVAL: &str = "RETENTION_INTERVAL";
+pub const PAGE_SIZE_DEFAULT: &str = "PAGE_SIZE_DEFAULT";
+pub const PAGE_SIZE_MAX: &str = "PAGE_SIZE_MAX";
+pub const SYNC_MODE: &str = "SYNC_MODE";
+pub const READER_THREADS: &str = "READER_THREADS";
+pub const WORKERS: &str = "WORKERS";
+pub const SHUTDOWN_GRACE: &str = "SHUTDOWN_GRACE";
+
+pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
+pub const DEFAULT_DATA_DIR: &str = "/data";
+/// Large enough for a sidecar batch of several thousand records, small enough that a
+/// request can never exhaust memory; applies to the body before and after gzip.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 << 20;
+pub const DEFAULT_RETENTION_MAX_RECORDS: u64 = 10_000_000;
+pub const DEFAULT_RETENTION_MAX_AGE: Duration = Duration::from_secs(7 * 86_400);
+pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub const DEFAULT_PAGE_SIZE_MAX: usize = 1000;
+/// Hard ceiling for `PAGE_SIZE_MAX`, so one answer stays a bounded amount of memory.
+pub const PAGE_SIZE_CEILING: usize = 10_000;
+pub const DEFAULT_READER_THREADS: usize = 2;
+pub const DEFAULT_WORKERS: usize = 2;
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The settings help text, shown by `--help`.
+pub const SETTINGS_HELP: &str = "    LISTEN_ADDR            address to serve on (0.0.0.0:8080)
+    DATA_DIR               directory of the SQLite store, created if missing (/data)
+    AGGREGATOR_TOKEN       bearer token required for POST /logs, GET /logs, /logs/count
+                           and /logs/clear (unset: open)
+    MAX_BODY_BYTES         largest request body, before and after gzip (16MiB)
+    RETENTION_MAX_RECORDS  oldest records beyond this count are deleted (10000000; 0: no limit)
+    RETENTION_MAX_AGE      records whose time is older are deleted (168h; 0: no limit)
+    RETENTION_INTERVAL     how often retention runs (10s)
+    PAGE_SIZE_DEFAULT      GET /logs page size without limit= (100)
+    PAGE_SIZE_MAX          largest limit= accepted by GET /logs (1000; at most 10000)
+    SYNC_MODE              normal: an acknowledged batch survives a process crash;
+                           full: also a power loss, at the cost of an fsync per batch (normal)
+    READER_THREADS         threads answering queries, each with its own connection (2)
+    WORKERS                HTTP worker threads (2)
+    SHUTDOWN_GRACE         time allowed to finish requests on SIGTERM (30s)
+    RUST_LOG               log filter (info)
+";
+
+/// How hard a commit pushes data to the disk (SQLite's `synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// The WAL is written at each commit but synced only at checkpoints: a committed
+    /// batch survives `kill -9` (it is in the OS page cache), not a power loss.
+    Normal,
+    /// The WAL is synced at each commit: a committed batch survives a power loss too.
+    Full,
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SyncMode, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "normal" => Ok(SyncMode::Normal),
+            "full" => Ok(SyncMode::Full),
+            _ => Err("expected normal or full".to_owned()),
+        }
+    }
+}
+
+/// When old records are deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// `None`: no bound on the number of records.
+    pub max_records: Option<u64>,
+    /// `None`: no bound on age.
+    pub max_age: Option<Duration>,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AggregatorConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub token: Option<String>,
+    pub max_body_bytes: usize,
+    pub retention: Retention,
+    pub page_size_default: usize,
+    pub page_size_max: usize,
+    pub sync_mode: SyncMode,
+    pub reader_threads: usize,
+    pub workers: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl AggregatorConfig {
+    pub fn from_env(env: &dyn Source) -> Result<AggregatorConfig, ConfigErrors> {
+        let mut r = Reader::new(env);
+        let listen = r.socket_addr(LISTEN_ADDR, DEFAULT_LISTEN_ADDR);
+        let data_dir = r.path(DATA_DIR, DEFAULT_DATA_DIR);
+        let token = r.optional_string(AGGREGATOR_TOKEN);
+        if let Some(t) = &token {
+            if t.trim() != t || t.chars().any(|c| c.is_control()) {
+                r.fail(
+                    AGGREGATOR_TOKEN,
+                    "<hidden>",
+                    "must not contain spaces at either end or control characters",
+                );
+            }
+        }
+        let max_body = r.bytes(MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES);
+        if !(1024..=(1u64 << 30)).contains(&max_body) {
+            r.fail(
+                MAX_BODY_BYTES,
+                &max_body.to_string(),
+                "must be between 1KiB and 1GiB",
+            );
+        }
+        let max_records = r.parse(RETENTION_MAX_RECORDS, DEFAULT_RETENTION_MAX_RECORDS);
+        let max_age = r.duration(RETENTION_MAX_AGE, DEFAULT_RETENTION_MAX_AGE);
+        let interval = r.duration(RETENTION_INTERVAL, DEFAULT_RETENTION_INTERVAL);
+        if interval < Duration::from_millis(10) {
+            r.fail(
+                RETENTION_INTERVAL,
+                &format!("{interval:?}"),
+                "must be at least 10ms",
+            );
+        }
+        let page_size_max = r.bounded(PAGE_SIZE_MAX, DEFAULT_PAGE_SIZE_MAX, 1..=PAGE_SIZE_CEILING);
+        let page_size_default = r.bounded(
+            PAGE_SIZE_DEFAULT,
+            DEFAULT_PAGE_SIZE.min(page_size_max),
+            1..=PAGE_SIZE_CEILING,
+        );
+        if page_size_default > page_size_max {
+            r.fail(
+                PAGE_SIZE_DEFAULT,
+                &page_size_default.to_string(),
+                format!("must not exceed PAGE_SIZE_MAX ({page_size_max})"),
+            );
+        }
+        let config = AggregatorConfig {
+            listen,
+            data_dir,
+            token,
+            max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+            retention: Retention {
+                max_records: (max_records > 0).then_some(max_records),
+                max_age: (!max_age.is_zero()).then_some(max_age),
+                interval,
+            },
+            page_size_default,
+            page_size_max,
+            sync_mode: r.parse(SYNC_MODE, SyncMode::Normal),
+            reader_threads: r.bounded(READER_THREADS, DEFAULT_READER_THREADS, 1..=64),
+            workers: r.bounded(WORKERS, DEFAULT_WORKERS, 1..=256),
+            shutdown_grace: r.duration(SHUTDOWN_GRACE, DEFAULT_SHUTDOWN_GRACE),
+        };
+        r.finish()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults() {
+        let env: HashMap<&str, &str> = HashMap::new();
+        let c = AggregatorConfig::from_env(&env).unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.data_dir, PathBuf::from("/data"));
+        assert_eq!(c.token, None);
+        assert_eq!(c.max_body_bytes, 16 << 20);
+        assert_eq!(c.retention.max_records, Some(10_000_000));
+        assert_eq!(c.page_size_default, 100);
+        assert_eq!(c.page_size_max, 1000);
+        assert_eq!(c.sync_mode, SyncMode::Normal);
+    }
+
+    #[test]
+    fn zero_disables_retention_and_bad_values_are_named() {
+        let env: HashMap<&str, &str> = [
+            ("RETENTION_MAX_RECORDS", "0"),
+            ("RETENTION_MAX_AGE", "0"),
+            ("SYNC_MODE", "full"),
+        ]
+        .into();
+        let c = AggregatorConfig::from_env(&env).unwrap();
+        assert_eq!(c.retention.max_records, None);
+        assert_eq!(c.retention.max_age, None);
+        assert_eq!(c.sync_mode, SyncMode::Full);
+
+        let env: HashMap<&str, &str> = [
+            ("MAX_BODY_BYTES", "12"),
+            ("PAGE_SIZE_DEFAULT", "500"),
+            ("PAGE_SIZE_MAX", "200"),
+            ("SYNC_MODE", "sometimes"),
+            ("AGGREGATOR_TOKEN", " padded"),
+        ]
+        .into();
+        let errors = AggregatorConfig::from_env(&env).unwrap_err();
+        let vars: Vec<_> = errors.0.iter().map(|e| e.var.as_str()).collect();
+        assert_eq!(
+            vars,
+            [
+                "AGGREGATOR_TOKEN",
+                "MAX_BODY_BYTES",
+                "PAGE_SIZE_DEFAULT",
+                "SYNC_MODE"
+            ]
+        );
+        assert!(!errors.to_string().contains("padded"));
+    }
+}

@@ -1,0 +1,30 @@
+//! The central log aggregator: stores what the logging sidecars send, durably and once,
+//! and answers queries over HTTP.
+//!
+//! In the order a batch meets them:
+//! - [`config`]: settings read once from the environment, with documented defaults.
+//! - [`auth`]: the optional bearer token for writes, clears and queries.
+//! - [`body`]: a `POST /logs` body (object, array or NDJSON, gzip or not) into records.
+//! - [`record`]: one JSON object checked, its indexed fields read, stamped on arrival.
+//! - [`routes`]: the HTTP handlers; they ask the actors below and shape the answers.
+//! - [`writer`]: the actor that owns the write connection; one transaction per batch,
+//!   retention between batches.
+//! - [`reader`]: the actors that own the read connections and answer queries.
+//! - [`query`]: `GET /logs` parameters checked into a query, and its cursor.
+//! - [`store`]: the SQLite schema and every statement, as plain functions.
+//! - [`metrics`]: the aggregator's Prometheus metrics.
+//! - [`page`]: the small web page served at `/` to browsers.
+//! - [`server`]: start-up and graceful shutdown.
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod metrics;
+pub mod page;
+pub mod query;
+pub mod reader;
+pub mod record;
+pub mod routes;
+pub mod server;
+pub mod store;
+pub mod writer;

@@ -1,0 +1,259 @@
+//! `GET /logs` parameters checked and turned into a [`LogQuery`] the store can run.
+//!
+//! The cursor is the position of the last record of a page, `(timestamp, id)`, so a next
+//! page is an index seek, never an offset scan, and records that arrive meanwhile neither
+//! shift nor repeat a page.
+
+use chrono::DateTime;
+use serde::Deserialize;
+
+/// Which way pages go: `desc` (the default) starts at the newest record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+/// Where the previous page stopped, for the same order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub order: Order,
+    pub ts_us: i64,
+    pub id: i64,
+}
+
+impl Cursor {
+    /// An opaque string for clients; its shape may change between versions.
+    pub fn encode(&self) -> String {
+        let o = match self.order {
+            Order::Asc => 'a',
+            Order::Desc => 'd',
+        };
+        format!("{o}{:x}.{:x}", self.ts_us, self.id)
+    }
+
+    pub fn decode(text: &str) -> Option<Cursor> {
+        let order = match text.as_bytes().first()? {
+            b'a' => Order::Asc,
+            b'd' => Order::Desc,
+            _ => return None,
+        };
+        let (ts, id) = text[1..].split_once('.')?;
+        let ts_us = i64::from_str_radix(ts, 16).ok()?;
+        let id = i64::from_str_radix(id, 16).ok()?;
+        Some(Cursor { order, ts_us, id })
+    }
+}
+
+/// A checked query: every field is ready for SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    pub service: Option<String>,
+    /// Upper-cased, as stored.
+    pub level: Option<String>,
+    pub request_id: Option<String>,
+    /// Inclusive, microseconds since the epoch.
+    pub since_us: Option<i64>,
+    /// Exclusive, microseconds since the epoch.
+    pub until_us: Option<i64>,
+    /// An FTS5 phrase built by [`text_phrase`], safe to bind.
+    pub text: Option<String>,
+    pub limit: usize,
+    pub order: Order,
+    pub cursor: Option<Cursor>,
+}
+
+/// The query string of `GET /logs`, as sent.
+#[derive(Debug, Default, Deserialize)]
+pub struct LogParams {
+    pub service: Option<String>,
+    pub level: Option<String>,
+    pub request_id: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub q: Option<String>,
+    pub limit: Option<String>,
+    pub order: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// A parameter that cannot be used, with the reason in words for the 400 answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {param}: {reason}")]
+pub struct ParamError {
+    pub param: &'static str,
+    pub reason: String,
+}
+
+fn bad(param: &'static str, reason: impl Into<String>) -> ParamError {
+    ParamError {
+        param,
+        reason: reason.into(),
+    }
+}
+
+/// An empty value (`service=`) counts as absent.
+fn present(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+impl LogParams {
+    /// Checks every parameter; `limit` above `max_limit` is lowered to it.
+    pub fn to_query(&self, default_limit: usize, max_limit: usize) -> Result<LogQuery, ParamError> {
+        let time = |param: &'static str, value: &Option<String>| {
+            present(value)
+                .map(|v| {
+                    DateTime::parse_from_rfc3339(v)
+                        .map(|t| t.timestamp_micros())
+                        .map_err(|e| {
+                            bad(
+                                param,
+                                format!("{v:?} is not an RFC 3339 time such as 2024-05-01T12:00:00Z ({e})"),
+                            )
+                        })
+                })
+                .transpose()
+        };
+        let limit = match present(&self.limit) {
+            None => default_limit,
+            Some(v) => match v.parse::<usize>() {
+                Ok(0) | Err(_) => {
+                    return Err(bad(
+                        "limit",
+                        format!("{v:?} is not a whole number between 1 and {max_limit}"),
+                    ))
+                }
+                Ok(n) => n.min(max_limit),
+            },
+        };
+        let order = match present(&self.order).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("desc") => Order::Desc,
+            Some("asc") => Order::Asc,
+            Some(other) => return Err(bad("order", format!("{other:?} is not asc or desc"))),
+        };
+        let cursor = match present(&self.cursor) {
+            None => None,
+            Some(v) => {
+                let c = Cursor::decode(v).ok_or_else(|| {
+                    bad("cursor", "not a next_cursor value returned by GET /logs")
+                })?;
+                if c.order != order {
+                    return Err(bad(
+                        "cursor",
+                        "it was returned for the other order; pass the same order= again",
+                    ));
+                }
+                Some(c)
+            }
+        };
+        let text = match present(&self.q) {
+            None => None,
+            Some(q) => {
+                Some(text_phrase(q).ok_or_else(|| bad("q", "it contains no letter or digit"))?)
+            }
+        };
+        Ok(LogQuery {
+            service: present(&self.service).map(str::to_owned),
+            level: present(&self.level).map(str::to_ascii_uppercase),
+            request_id: present(&self.request_id).map(str::to_owned),
+            since_us: time("since", &self.since)?,
+            until_us: time("until", &self.until)?,
+            text,
+            limit,
+            order,
+            cursor,
+        })
+    }
+}
+
+/// `q` as one FTS5 phrase: its words, in order, as whole words; a trailing `*` makes the
+/// last word a prefix. Only letters and digits reach FTS5, so no input is a syntax error.
+pub fn text_phrase(q: &str) -> Option<String> {
+    let words: Vec<&str> = q
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() {
+        return None;
+    }
+    let prefix = if q.trim_end().ends_with('*') { "*" } else { "" };
+    Some(format!("\"{}\"{prefix}", words.join(" ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> LogParams {
+        let qs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        serde_urlencoded_like(&qs.join("&"))
+    }
+
+    fn serde_urlencoded_like(qs: &str) -> LogParams {
+        actix_web::web::Query::<LogParams>::from_query(qs)
+            .unwrap()
+            .into_inner()
+    }
+
+    #[test]
+    fn defaults_and_clamping() {
+        let q = params(&[]).to_query(100, 1000).unwrap();
+        assert_eq!(q.limit, 100);
+        assert_eq!(q.order, Order::Desc);
+        assert_eq!(q.cursor, None);
+        let q = params(&[("limit", "5000"), ("order", "ASC"), ("level", "info")])
+            .to_query(100, 1000)
+            .unwrap();
+        assert_eq!(q.limit, 1000);
+        assert_eq!(q.order, Order::Asc);
+        assert_eq!(q.level.as_deref(), Some("INFO"));
+        let q = params(&[("service", ""), ("since", "2024-05-01T00:00:00Z")])
+            .to_query(100, 1000)
+            .unwrap();
+        assert_eq!(q.service, None);
+        assert_eq!(q.since_us, Some(1_714_521_600_000_000));
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        for (pairs, param) in [
+            (vec![("limit", "0")], "limit"),
+            (vec![("limit", "ten")], "limit"),
+            (vec![("order", "up")], "order"),
+            (vec![("since", "yesterday")], "since"),
+            (vec![("until", "2024-13-01T00:00:00Z")], "until"),
+            (vec![("cursor", "zzz")], "cursor"),
+            (vec![("cursor", "a1.2")], "cursor"),
+            (vec![("q", "%21%21")], "q"),
+        ] {
+            let err = params(&pairs).to_query(100, 1000).unwrap_err();
+            assert_eq!(err.param, param, "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let c = Cursor {
+            order: Order::Desc,
+            ts_us: 1_714_521_600_000_000,
+            id: 77,
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode(""), None);
+        assert_eq!(Cursor::decode("d1"), None);
+    }
+
+    #[test]
+    fn text_search_is_always_a_safe_phrase() {
+        assert_eq!(
+            text_phrase("connection refused").as_deref(),
+            Some("\"connection refused\"")
+        );
+        assert_eq!(
+            text_phrase("\"GET\" /users/42 OR x").as_deref(),
+            Some("\"GET users 42 OR x\"")
+        );
+        assert_eq!(text_phrase("time*").as_deref(), Some("\"time\"*"));
+        assert_eq!(text_phrase("*()"), None);
+    }
+}

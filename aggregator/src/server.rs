@@ -1,0 +1,157 @@
+//! Start-up and shutdown: settings, logging, the store's actors, the HTTP server.
+//!
+//! On SIGTERM or SIGINT actix-web stops accepting, lets requests in flight finish (their
+//! batches are committed and acknowledged) within `SHUTDOWN_GRACE`, then the actors'
+//! arbiters are stopped and joined, which closes the database cleanly.
+
+use std::process::ExitCode;
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+use prometheus::Registry;
+use shared::config::{ProcessEnv, EXIT_CONFIG};
+use shared::http::{self, HttpMetrics};
+use shared::{cli, healthcheck, jsonlog};
+use tokio::sync::Semaphore;
+
+use crate::config::{AggregatorConfig, SETTINGS_HELP};
+use crate::metrics::Metrics;
+use crate::reader::Readers;
+use crate::routes::{self, State, SERVICE};
+use crate::store::Store;
+use crate::writer::Writer;
+
+/// Exit status when the store cannot be opened or the server cannot start.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// The whole life of the binary; `main` only calls this.
+pub fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{SERVICE}: {e}; try --help");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match command {
+        cli::Command::Help => {
+            print!(
+                "{}",
+                cli::usage(
+                    SERVICE,
+                    "The central log aggregator: durable, queryable, idempotent.",
+                    SETTINGS_HELP
+                )
+            );
+            return ExitCode::SUCCESS;
+        }
+        cli::Command::Version => {
+            println!("{SERVICE} {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let config = match AggregatorConfig::from_env(&ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            e.report(SERVICE);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if command == cli::Command::Healthcheck {
+        return healthcheck::run(SERVICE, config.listen);
+    }
+    if let Err(e) = jsonlog::init(SERVICE, None) {
+        eprintln!("{SERVICE}: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match actix_rt::System::new().block_on(serve(config)) {
+        Ok(()) => {
+            log::info!("Stopped.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("Aggregator failed: {e:#}.");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    let writer_store = Store::open_writer(dir, config.sync_mode)
+        .with_context(|| format!("cannot open the store in DATA_DIR={}", dir.display()))?;
+    let stored = writer_store.stored()?;
+    let mut reader_stores = Vec::with_capacity(config.reader_threads);
+    for _ in 0..config.reader_threads {
+        reader_stores.push(Store::open_reader(dir).context("cannot open a store reader")?);
+    }
+    log::info!(
+        data_dir = dir.display().to_string().as_str(),
+        records = stored,
+        sqlite = Store::sqlite_version(),
+        sync_mode = format!("{:?}", config.sync_mode).to_lowercase().as_str();
+        "Store opened."
+    );
+    if config.token.is_none() {
+        log::warn!(
+            "AGGREGATOR_TOKEN is not set: anyone who reaches this port can write, query and clear logs."
+        );
+    }
+
+    let registry = Registry::new();
+    let http_metrics =
+        web::Data::new(HttpMetrics::register(&registry, SERVICE).context("register metrics")?);
+    let metrics = Metrics::register(&registry).context("register metrics")?;
+    let writer_arbiter = actix::Arbiter::new();
+    let writer = Writer::start(
+        &writer_arbiter.handle(),
+        writer_store,
+        metrics.clone(),
+        config.retention,
+    );
+    let (readers, reader_arbiters) = Readers::start(reader_stores, &metrics);
+    let state = web::Data::new(State {
+        writer,
+        readers,
+        metrics,
+        token: config.token.clone(),
+        max_body_bytes: config.max_body_bytes,
+        page_size_default: config.page_size_default,
+        page_size_max: config.page_size_max,
+        ingest_slots: Semaphore::new(routes::INGEST_SLOTS),
+    });
+    let registry = web::Data::new(registry);
+
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(http_metrics.clone())
+            .app_data(registry.clone())
+            .app_data(http::query_config())
+            .wrap(from_fn(http::observe))
+            .configure(routes::routes)
+            .route("/metrics", web::get().to(http::metrics_endpoint))
+            .default_service(web::to(http::not_found))
+    })
+    .workers(config.workers)
+    .shutdown_timeout(config.shutdown_grace.as_secs())
+    .bind(config.listen)
+    .with_context(|| format!("cannot listen on LISTEN_ADDR={}", config.listen))?;
+
+    for addr in server.addrs() {
+        log::info!(
+            max_body_bytes = config.max_body_bytes,
+            auth = if config.token.is_some() { "bearer" } else { "open" };
+            "Listening on http://{addr}."
+        );
+    }
+    let result = server.run().await;
+    // Every request has finished: stop the actors so the connections close cleanly.
+    for arbiter in std::iter::once(writer_arbiter).chain(reader_arbiters) {
+        arbiter.stop();
+        let _ = arbiter.join();
+    }
+    result.context("HTTP server")
+}

@@ -1,0 +1,607 @@
+//! The log store: one SQLite database in WAL mode, written by one connection and read by
+//! others at the same time.
+//!
+//! - `logs` holds each record's original JSON and the columns queries filter on, each
+//!   behind an index; `event_id` is unique, which is what makes ingestion idempotent.
+//! - `logs_text` is a contentless FTS5 index of each record's `message` (the text lives
+//!   once, in `logs`), keyed by the record's id.
+//! - `counts` keeps the number of records per (service, level), updated in the same
+//!   transaction as the records, so totals, `/logs/count` and `/health` cost a few rows
+//!   instead of a scan.
+//!
+//! A batch is one transaction: when [`Store::insert`] returns, the batch is committed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
+
+use crate::config::SyncMode;
+use crate::query::{LogQuery, Order};
+use crate::record::Record;
+
+/// The database file inside `DATA_DIR`.
+pub const DB_FILE: &str = "logs.db";
+/// Bumped when the schema changes incompatibly; a newer file is refused, not damaged.
+pub const SCHEMA_VERSION: i64 = 1;
+/// How long a reader waits on a lock (only a checkpoint can briefly hold one).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Page cache of each connection, in KiB.
+pub const CACHE_KIB: i64 = 64 * 1024;
+/// The key `counts` uses for a record without a service or a level.
+const NONE_KEY: &str = "";
+/// How an absent service or level is shown in `/logs/count`.
+pub const UNKNOWN: &str = "unknown";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    service TEXT,
+    level TEXT,
+    request_id TEXT,
+    event_id TEXT,
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS logs_event_id ON logs(event_id) WHERE event_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS logs_ts ON logs(ts);
+CREATE INDEX IF NOT EXISTS logs_service_ts ON logs(service, ts);
+CREATE INDEX IF NOT EXISTS logs_level_ts ON logs(level, ts);
+CREATE INDEX IF NOT EXISTS logs_request_id ON logs(request_id) WHERE request_id IS NOT NULL;
+CREATE VIRTUAL TABLE IF NOT EXISTS logs_text USING fts5(message, content='', contentless_delete=1);
+CREATE TABLE IF NOT EXISTS counts (
+    service TEXT NOT NULL,
+    level TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (service, level)
+) WITHOUT ROWID;
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, newer than this build's {SCHEMA_VERSION}"
+    )]
+    NewerSchema { path: PathBuf, found: i64 },
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inserted {
+    /// Records stored by this batch.
+    pub stored: u64,
+    /// Records skipped because their `event_id` was already stored (earlier, or earlier
+    /// in the same batch).
+    pub duplicates: u64,
+}
+
+/// One page of `GET /logs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub total: u64,
+    /// The stored JSON texts, in page order.
+    pub logs: Vec<String>,
+    /// Position of the last record, when more records may follow.
+    pub last: Option<(i64, i64)>,
+}
+
+/// `GET /logs/count`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub total: u64,
+    pub by_service: BTreeMap<String, u64>,
+    pub by_level: BTreeMap<String, u64>,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating when missing) the database for writing; only one writer at a time.
+    pub fn open_writer(dir: &Path, sync: SyncMode) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema { path, found });
+        }
+        // WAL: readers never block the writer nor the writer the readers.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            match sync {
+                SyncMode::Normal => "NORMAL",
+                SyncMode::Full => "FULL",
+            },
+        )?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        Ok(Store { conn })
+    }
+
+    /// Opens the database for queries; the writer must have created it.
+    pub fn open_reader(dir: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(
+            dir.join(DB_FILE),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", true)?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        Ok(Store { conn })
+    }
+
+    /// Stores a batch in one transaction; a record whose `event_id` is stored is skipped.
+    pub fn insert(&mut self, records: &[Record]) -> Result<Inserted, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut done = Inserted::default();
+        let mut counts: HashMap<(&str, &str), i64> = HashMap::new();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO logs (ts, service, level, request_id, event_id, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut text =
+                tx.prepare_cached("INSERT INTO logs_text (rowid, message) VALUES (?1, ?2)")?;
+            for r in records {
+                let changed = insert.execute(params![
+                    r.ts_us,
+                    r.service,
+                    r.level,
+                    r.request_id,
+                    r.event_id,
+                    r.body
+                ])?;
+                if changed == 0 {
+                    done.duplicates += 1;
+                    continue;
+                }
+                done.stored += 1;
+                if let Some(message) = &r.message {
+                    text.execute(params![tx.last_insert_rowid(), message])?;
+                }
+                let key = (
+                    r.service.as_deref().unwrap_or(NONE_KEY),
+                    r.level.as_deref().unwrap_or(NONE_KEY),
+                );
+                *counts.entry(key).or_default() += 1;
+            }
+            add_counts(&tx, &counts)?;
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// One page of records matching `q`, and how many match in all.
+    pub fn query(&self, q: &LogQuery) -> Result<Page, StoreError> {
+        let mut conds: Vec<&str> = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(s) = &q.service {
+            conds.push("service = ?");
+            args.push(Value::Text(s.clone()));
+        }
+        if let Some(l) = &q.level {
+            conds.push("level = ?");
+            args.push(Value::Text(l.clone()));
+        }
+        if let Some(r) = &q.request_id {
+            conds.push("request_id = ?");
+            args.push(Value::Text(r.clone()));
+        }
+        if let Some(t) = q.since_us {
+            conds.push("ts >= ?");
+            args.push(Value::Integer(t));
+        }
+        if let Some(t) = q.until_us {
+            conds.push("ts < ?");
+            args.push(Value::Integer(t));
+        }
+        if let Some(t) = &q.text {
+            conds.push("id IN (SELECT rowid FROM logs_text WHERE logs_text MATCH ?)");
+            args.push(Value::Text(t.clone()));
+        }
+        let total = self.total(q, &conds, &args)?;
+
+        let (cmp, dir) = match q.order {
+            Order::Asc => (">", "ASC"),
+            Order::Desc => ("<", "DESC"),
+        };
+        let mut page_conds = conds.clone();
+        let cursor_cond = format!("(ts, id) {cmp} (?, ?)");
+        let mut page_args = args;
+        if let Some(c) = q.cursor {
+            page_conds.push(&cursor_cond);
+            page_args.push(Value::Integer(c.ts_us));
+            page_args.push(Value::Integer(c.id));
+        }
+        let sql = format!(
+            "SELECT id, ts, body FROM logs{} ORDER BY ts {dir}, id {dir} LIMIT {}",
+            where_clause(&page_conds),
+            q.limit + 1
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(page_args.iter()))?;
+        let mut logs = Vec::with_capacity(q.limit.min(1024));
+        let mut last = None;
+        let mut more = false;
+        while let Some(row) = rows.next()? {
+            if logs.len() == q.limit {
+                more = true;
+                break;
+            }
+            let id: i64 = row.get(0)?;
+            let ts: i64 = row.get(1)?;
+            logs.push(row.get::<_, String>(2)?);
+            last = Some((ts, id));
+        }
+        Ok(Page {
+            total,
+            logs,
+            last: if more { last } else { None },
+        })
+    }
+
+    /// The number of records matching the filters, from `counts` when only service and
+    /// level filter, from an index otherwise.
+    fn total(&self, q: &LogQuery, conds: &[&str], args: &[Value]) -> Result<u64, StoreError> {
+        let only_counted = q.request_id.is_none()
+            && q.since_us.is_none()
+            && q.until_us.is_none()
+            && q.text.is_none();
+        let n: i64 = if only_counted {
+            let mut sql = "SELECT coalesce(sum(n), 0) FROM counts".to_owned();
+            sql.push_str(&where_clause(conds));
+            self.conn
+                .prepare_cached(&sql)?
+                .query_row(params_from_iter(args.iter()), |r| r.get(0))?
+        } else if conds.len() == 1 && q.text.is_some() {
+            self.conn
+                .prepare_cached("SELECT count(*) FROM logs_text WHERE logs_text MATCH ?")?
+                .query_row(params_from_iter(args.iter()), |r| r.get(0))?
+        } else {
+            let sql = format!("SELECT count(*) FROM logs{}", where_clause(conds));
+            self.conn
+                .prepare_cached(&sql)?
+                .query_row(params_from_iter(args.iter()), |r| r.get(0))?
+        };
+        Ok(n.max(0) as u64)
+    }
+
+    /// Records stored, by service and by level.
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT service, level, n FROM counts WHERE n > 0")?;
+        let mut rows = stmt.query([])?;
+        let mut c = Counts::default();
+        while let Some(row) = rows.next()? {
+            let service: String = row.get(0)?;
+            let level: String = row.get(1)?;
+            let n = row.get::<_, i64>(2)?.max(0) as u64;
+            c.total += n;
+            *c.by_service.entry(shown(service)).or_default() += n;
+            *c.by_level.entry(shown(level)).or_default() += n;
+        }
+        Ok(c)
+    }
+
+    /// The number of records stored.
+    pub fn stored(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT coalesce(sum(n), 0) FROM counts")?
+            .query_row([], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Deletes every record; returns how many there were.
+    pub fn clear(&mut self) -> Result<u64, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute("DELETE FROM logs", [])?;
+        tx.execute(
+            "INSERT INTO logs_text (logs_text) VALUES ('delete-all')",
+            [],
+        )?;
+        tx.execute("DELETE FROM counts", [])?;
+        tx.commit()?;
+        Ok(n as u64)
+    }
+
+    /// Deletes at most `chunk` of the records that retention no longer keeps: the oldest
+    /// (by arrival) beyond `max_records`, then those whose time is before `min_ts_us`.
+    /// Returns how many went; fewer than `chunk` means nothing is left to delete.
+    pub fn prune(
+        &mut self,
+        max_records: Option<u64>,
+        min_ts_us: Option<i64>,
+        chunk: usize,
+    ) -> Result<u64, StoreError> {
+        let mut victims: Vec<(i64, String, String)> = Vec::new();
+        if let Some(max) = max_records {
+            let excess = self.stored()?.saturating_sub(max);
+            let n = excess.min(chunk as u64);
+            if n > 0 {
+                let mut stmt = self.conn.prepare_cached(
+                    "SELECT id, coalesce(service, ''), coalesce(level, '') FROM logs
+                     ORDER BY id LIMIT ?",
+                )?;
+                let rows = stmt.query_map([n as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                for row in rows {
+                    victims.push(row?);
+                }
+            }
+        }
+        if let (Some(min), true) = (min_ts_us, victims.len() < chunk) {
+            let room = (chunk - victims.len()) as i64;
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, coalesce(service, ''), coalesce(level, '') FROM logs
+                 WHERE ts < ? ORDER BY ts LIMIT ?",
+            )?;
+            let rows = stmt.query_map([min, room], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            for row in rows {
+                victims.push(row?);
+            }
+        }
+        if victims.is_empty() {
+            return Ok(0);
+        }
+        victims.sort_unstable_by_key(|v| v.0);
+        victims.dedup_by_key(|v| v.0);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut counts: HashMap<(&str, &str), i64> = HashMap::new();
+        {
+            let mut row = tx.prepare_cached("DELETE FROM logs WHERE id = ?")?;
+            let mut text = tx.prepare_cached("DELETE FROM logs_text WHERE rowid = ?")?;
+            for (id, service, level) in &victims {
+                if row.execute([id])? == 1 {
+                    text.execute([id])?;
+                    *counts.entry((service, level)).or_default() -= 1;
+                }
+            }
+            add_counts(&tx, &counts)?;
+        }
+        tx.commit()?;
+        Ok(victims.len() as u64)
+    }
+
+    /// The SQLite library version, for the start-up log.
+    pub fn sqlite_version() -> &'static str {
+        rusqlite::version()
+    }
+
+    /// The time of the oldest record, if any (used by tests and the start-up log).
+    pub fn oldest_ts(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT min(ts) FROM logs", [], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+}
+
+fn add_counts(
+    tx: &rusqlite::Transaction<'_>,
+    counts: &HashMap<(&str, &str), i64>,
+) -> Result<(), rusqlite::Error> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO counts (service, level, n) VALUES (?1, ?2, ?3)
+         ON CONFLICT (service, level) DO UPDATE SET n = n + excluded.n",
+    )?;
+    for ((service, level), n) in counts {
+        upsert.execute(params![service, level, n])?;
+    }
+    tx.execute("DELETE FROM counts WHERE n <= 0", [])?;
+    Ok(())
+}
+
+fn where_clause(conds: &[&str]) -> String {
+    if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    }
+}
+
+fn shown(key: String) -> String {
+    if key.is_empty() {
+        UNKNOWN.to_owned()
+    } else {
+        key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::{Cursor, LogParams};
+    use crate::record::{self, Received};
+
+    fn rec(i: usize, service: &str, level: &str, event: Option<&str>, msg: &str) -> Record {
+        let text = serde_json::json!({
+            "timestamp": format!("2024-05-01T10:00:{:02}Z", i % 60),
+            "service": service, "level": level, "message": msg,
+            "request_id": format!("req-{}", i % 7), "event_id": event, "i": i,
+        })
+        .to_string();
+        record::parse(&text, &Received::now()).unwrap()
+    }
+
+    fn query(store: &Store, pairs: &[(&str, &str)]) -> Page {
+        let qs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let params = actix_web::web::Query::<LogParams>::from_query(&qs.join("&"))
+            .unwrap()
+            .into_inner();
+        store.query(&params.to_query(100, 1000).unwrap()).unwrap()
+    }
+
+    fn ids(page: &Page) -> Vec<u64> {
+        page.logs
+            .iter()
+            .map(|b| {
+                serde_json::from_str::<serde_json::Value>(b).unwrap()["i"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn insert_dedups_counts_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Store::open_writer(dir.path(), SyncMode::Normal).unwrap();
+        let batch: Vec<Record> = (0..10)
+            .map(|i| rec(i, "svc-a", "info", Some(&format!("e{i}")), "hello world"))
+            .collect();
+        assert_eq!(
+            w.insert(&batch).unwrap(),
+            Inserted {
+                stored: 10,
+                duplicates: 0
+            }
+        );
+        let mut again = batch.clone();
+        again.push(rec(10, "svc-b", "error", None, "boom"));
+        again.push(rec(11, "svc-b", "error", None, "boom"));
+        again.push(rec(12, "svc-b", "warn", Some("dup-in-batch"), "x"));
+        again.push(rec(13, "svc-b", "warn", Some("dup-in-batch"), "x"));
+        assert_eq!(
+            w.insert(&again).unwrap(),
+            Inserted {
+                stored: 3,
+                duplicates: 11
+            }
+        );
+        drop(w);
+        let r = Store::open_reader(dir.path()).unwrap();
+        let c = r.counts().unwrap();
+        assert_eq!(c.total, 13);
+        assert_eq!(c.by_service["svc-a"], 10);
+        assert_eq!(c.by_level["ERROR"], 2);
+        assert_eq!(r.stored().unwrap(), 13);
+    }
+
+    #[test]
+    fn filters_search_and_cursor_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Store::open_writer(dir.path(), SyncMode::Normal).unwrap();
+        let batch: Vec<Record> = (0..50)
+            .map(|i| {
+                let svc = if i % 2 == 0 { "even" } else { "odd" };
+                let msg = if i % 10 == 0 {
+                    "connection refused by peer"
+                } else {
+                    "ok"
+                };
+                rec(i, svc, if i % 5 == 0 { "ERROR" } else { "info" }, None, msg)
+            })
+            .collect();
+        w.insert(&batch).unwrap();
+        let r = Store::open_reader(dir.path()).unwrap();
+
+        let p = query(&r, &[("service", "even"), ("limit", "10")]);
+        assert_eq!(p.total, 25);
+        assert_eq!(p.logs.len(), 10);
+        // Newest first: timestamps are i % 60 seconds, so 48 is the newest even one.
+        assert_eq!(ids(&p)[0], 48);
+
+        let p = query(&r, &[("q", "Connection refused"), ("order", "asc")]);
+        assert_eq!(p.total, 5);
+        assert_eq!(ids(&p), [0, 10, 20, 30, 40]);
+        assert_eq!(query(&r, &[("q", "refused connection")]).total, 0);
+        assert_eq!(query(&r, &[("q", "conn*")]).total, 5);
+        let p = query(
+            &r,
+            &[("q", "refused"), ("level", "error"), ("service", "odd")],
+        );
+        assert_eq!(p.total, 0);
+
+        let p = query(&r, &[("request_id", "req-3")]);
+        assert_eq!(p.total, (0..50).filter(|i| i % 7 == 3).count() as u64);
+        let p = query(
+            &r,
+            &[
+                ("since", "2024-05-01T10:00:10Z"),
+                ("until", "2024-05-01T10:00:20Z"),
+            ],
+        );
+        assert_eq!(p.total, 10);
+
+        // Paging through everything in both orders visits each record once.
+        for order in [Order::Asc, Order::Desc] {
+            let o = if order == Order::Asc { "asc" } else { "desc" };
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..20 {
+                let mut pairs = vec![("limit", "7".to_owned()), ("order", o.to_owned())];
+                if let Some(c) = &cursor {
+                    pairs.push(("cursor", c.clone()));
+                }
+                let pairs: Vec<(&str, &str)> =
+                    pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let p = query(&r, &pairs);
+                seen.extend(ids(&p));
+                match p.last {
+                    Some((ts_us, id)) => cursor = Some(Cursor { order, ts_us, id }.encode()),
+                    None => break,
+                }
+            }
+            let mut sorted = seen.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 50, "{o}");
+            assert_eq!(seen.len(), 50, "{o}");
+        }
+    }
+
+    #[test]
+    fn prune_and_clear_keep_counts_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Store::open_writer(dir.path(), SyncMode::Normal).unwrap();
+        let batch: Vec<Record> = (0..30)
+            .map(|i| rec(i, "s", "info", Some(&format!("e{i}")), "word"))
+            .collect();
+        w.insert(&batch).unwrap();
+        assert_eq!(w.prune(Some(20), None, 4).unwrap(), 4);
+        assert_eq!(w.prune(Some(20), None, 100).unwrap(), 6);
+        assert_eq!(w.prune(Some(20), None, 100).unwrap(), 0);
+        assert_eq!(w.stored().unwrap(), 20);
+        // By age: timestamps are 10:00:00 + i seconds; 10..=29 remain.
+        let min = chrono::DateTime::parse_from_rfc3339("2024-05-01T10:00:15Z")
+            .unwrap()
+            .timestamp_micros();
+        assert_eq!(w.prune(None, Some(min), 100).unwrap(), 5);
+        assert_eq!(w.stored().unwrap(), 15);
+        assert_eq!(query(&w, &[("q", "word")]).total, 15);
+        // Pruned event ids may come back: they are no longer stored.
+        assert_eq!(w.insert(&batch[..1]).unwrap().stored, 1);
+        assert_eq!(w.clear().unwrap(), 16);
+        assert_eq!(w.counts().unwrap(), Counts::default());
+        assert_eq!(query(&w, &[("q", "word")]).total, 0);
+        assert_eq!(w.insert(&batch).unwrap().stored, 30);
+    }
+}

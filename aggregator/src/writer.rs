@@ -1,0 +1,130 @@
+//! The writer actor: the one owner of the store's write connection.
+//!
+//! It runs on its own arbiter (a dedicated thread), because SQLite calls block. Batches
+//! arrive one message at a time, each stored in one transaction and answered only after
+//! the commit, which is what makes a `POST /logs` acknowledgement durable. Retention runs
+//! here too, between batches, one bounded chunk per turn, so it never stalls ingestion
+//! for long.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::config::Retention;
+use crate::metrics::Metrics;
+use crate::record::Record;
+use crate::store::{Inserted, Store, StoreError};
+
+/// Batches waiting for the writer; a full mailbox makes senders wait (backpressure).
+pub const WRITER_MAILBOX: usize = 64;
+/// Records deleted per retention turn; small enough to keep a batch's wait short.
+pub const PRUNE_CHUNK: usize = 5_000;
+
+/// Store a batch; answered once it is committed.
+#[derive(Message)]
+#[rtype(result = "Result<Inserted, StoreError>")]
+pub struct Ingest(pub Vec<Record>);
+
+/// Delete every record; answers how many there were.
+#[derive(Message)]
+#[rtype(result = "Result<u64, StoreError>")]
+pub struct Clear;
+
+pub struct Writer {
+    store: Store,
+    metrics: Metrics,
+    retention: Retention,
+    /// A retention pass is in progress (continued turn by turn).
+    pruning: bool,
+}
+
+impl Writer {
+    /// Starts the writer on `arbiter`, taking the open store.
+    pub fn start(
+        arbiter: &ArbiterHandle,
+        store: Store,
+        metrics: Metrics,
+        retention: Retention,
+    ) -> Addr<Writer> {
+        Writer::start_in_arbiter(arbiter, move |ctx: &mut Context<Writer>| {
+            ctx.set_mailbox_capacity(WRITER_MAILBOX);
+            Writer {
+                store,
+                metrics,
+                retention,
+                pruning: false,
+            }
+        })
+    }
+
+    /// One retention turn; schedules the next at once while there is more to delete.
+    fn prune_turn(&mut self, ctx: &mut Context<Self>) {
+        let min_ts = self.retention.max_age.map(|age| {
+            let age_us = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+            chrono::Utc::now().timestamp_micros().saturating_sub(age_us)
+        });
+        match self
+            .store
+            .prune(self.retention.max_records, min_ts, PRUNE_CHUNK)
+        {
+            Ok(n) => {
+                self.metrics.records_pruned.inc_by(n);
+                self.metrics.records_stored.sub(n as i64);
+                if n as usize >= PRUNE_CHUNK {
+                    self.pruning = true;
+                    ctx.run_later(Duration::ZERO, |act, ctx| act.prune_turn(ctx));
+                    return;
+                }
+                if n > 0 {
+                    log::debug!(deleted = n; "Retention deleted old records.");
+                }
+            }
+            Err(e) => {
+                log::warn!(error = e.to_string().as_str(); "Retention failed; it will retry.")
+            }
+        }
+        self.pruning = false;
+    }
+}
+
+impl Actor for Writer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        match self.store.stored() {
+            Ok(n) => self.metrics.records_stored.set(n as i64),
+            Err(e) => log::warn!(error = e.to_string().as_str(); "Cannot count stored records."),
+        }
+        if self.retention.max_records.is_some() || self.retention.max_age.is_some() {
+            ctx.run_interval(self.retention.interval, |act, ctx| {
+                if !act.pruning {
+                    act.prune_turn(ctx);
+                }
+            });
+        }
+    }
+}
+
+impl Handler<Ingest> for Writer {
+    type Result = Result<Inserted, StoreError>;
+
+    fn handle(&mut self, msg: Ingest, _: &mut Context<Self>) -> Self::Result {
+        let start = Instant::now();
+        let done = self.store.insert(&msg.0)?;
+        self.metrics
+            .batch_commit
+            .observe(start.elapsed().as_secs_f64());
+        self.metrics.records_stored.add(done.stored as i64);
+        Ok(done)
+    }
+}
+
+impl Handler<Clear> for Writer {
+    type Result = Result<u64, StoreError>;
+
+    fn handle(&mut self, _: Clear, _: &mut Context<Self>) -> Self::Result {
+        let n = self.store.clear()?;
+        self.metrics.records_stored.set(0);
+        Ok(n)
+    }
+}

@@ -1,0 +1,408 @@
+//! Every endpoint and every error case, over HTTP against the real binary.
+//!
+//! - `endpoints_answer_in_the_contract_shapes`: POST in three shapes and gzip, GET /logs
+//!   filters and cursors, /logs/count, /health, /, /metrics, /logs/clear.
+//! - `a_repeated_batch_is_stored_once`: event_id idempotency, within and across batches.
+//! - `bad_input_is_refused_and_changes_nothing`: 400, 413, 415, each with a JSON error.
+//! - `a_configured_token_guards_writes_clears_and_queries`: 401 without the token.
+//! - `healthcheck_and_configuration_errors`: the subcommand and exit 64.
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+
+use awc::http::StatusCode;
+use common::{all_logs, get, post, post_ndjson, records, Aggregator};
+use serde_json::{json, Value};
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+#[actix_rt::test]
+async fn endpoints_answer_in_the_contract_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(dir.path(), &[]).await;
+    let logs = agg.url("/logs");
+
+    // Three shapes, and gzip.
+    let (status, body) = post(
+        &logs,
+        "application/json",
+        &[],
+        json!({"service": "user-service", "level": "INFO", "message": "one object"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"status": "success", "accepted": 1, "duplicates": 0})
+    );
+    let array = json!([
+        {"service": "product-service", "level": "WARN", "message": "slow query", "request_id": "rq-1"},
+        {"service": "order-service", "level": "ERROR", "message": "payment refused", "request_id": "rq-1"},
+    ]);
+    let (_, body) = post(&logs, "application/json", &[], array.to_string()).await;
+    assert_eq!(body["accepted"], 2);
+    let (_, body) = post_ndjson(&logs, &records("nd", "user-service", 20)).await;
+    assert_eq!(body["accepted"], 20);
+    let gz = gzip(common::ndjson(&records("gz", "order-service", 10)).as_bytes());
+    let (status, body) = post(
+        &logs,
+        "application/x-ndjson",
+        &[("Content-Encoding", "gzip")],
+        gz,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 10);
+
+    // GET /logs: newest first, every record carries aggregator_received_at.
+    let (status, page) = get(&agg.url("/logs?limit=5"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["total"], 33);
+    assert_eq!(page["logs"].as_array().unwrap().len(), 5);
+    assert!(page["next_cursor"].is_string());
+    assert!(page["logs"][0]["aggregator_received_at"].is_string());
+    let (_, page) = get(&agg.url("/logs?service=order-service&level=error"), &[]).await;
+    assert_eq!(page["total"], 2, "{page}");
+    let (_, page) = get(&agg.url("/logs?request_id=rq-1"), &[]).await;
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["next_cursor"], Value::Null);
+    let (_, page) = get(&agg.url("/logs?q=payment%20refused"), &[]).await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["logs"][0]["message"], "payment refused");
+    let (_, page) = get(
+        &agg.url("/logs?since=2000-01-01T00:00:00Z&until=2001-01-01T00:00:00Z"),
+        &[],
+    )
+    .await;
+    assert_eq!(page["total"], 0);
+    let (_, page) = get(&agg.url("/logs?since=2000-01-01T00:00:00Z"), &[]).await;
+    assert_eq!(page["total"], 33);
+
+    // Following next_cursor visits every record once.
+    let all = all_logs(&agg.base, &[]).await;
+    assert_eq!(all.len(), 33);
+    let mut desc = Vec::new();
+    let mut url = agg.url("/logs?limit=4");
+    loop {
+        let (_, page) = get(&url, &[]).await;
+        desc.extend(page["logs"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => url = agg.url(&format!("/logs?limit=4&cursor={c}")),
+            None => break,
+        }
+    }
+    desc.reverse();
+    assert_eq!(desc, all);
+
+    let (status, count) = get(&agg.url("/logs/count"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(count["total_logs"], 33);
+    assert_eq!(count["by_service"]["user-service"], 21);
+    assert_eq!(count["by_level"]["ERROR"], 1 + 2 + 1);
+
+    let (status, health) = get(&agg.url("/health"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        health,
+        json!({"status": "healthy", "service": "log-aggregator", "logs_stored": 33})
+    );
+
+    let (status, index) = get(&agg.base, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(index["endpoints"].as_array().unwrap().len() >= 6);
+    let mut res = common::client()
+        .get(&agg.base)
+        .insert_header(("Accept", "text/html,application/xhtml+xml"))
+        .send()
+        .await
+        .unwrap();
+    let html = res.body().await.unwrap();
+    assert!(String::from_utf8_lossy(&html).contains("<form"));
+
+    let mut res = common::client()
+        .get(agg.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    for name in [
+        "aggregator_records_ingested_total 33",
+        "aggregator_records_duplicate_total 0",
+        "aggregator_records_stored 33",
+        "aggregator_batch_records_count 4",
+        "aggregator_query_duration_seconds_bucket{kind=\"logs\"",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+
+    let (status, cleared) = post(&agg.url("/logs/clear"), "application/json", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cleared, json!({"status": "success", "cleared": 33}));
+    let (_, page) = get(&agg.url("/logs"), &[]).await;
+    assert_eq!(page, json!({"total": 0, "logs": [], "next_cursor": null}));
+}
+
+#[actix_rt::test]
+async fn a_repeated_batch_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(dir.path(), &[]).await;
+    let logs = agg.url("/logs");
+    let batch = records("dup", "user-service", 50);
+    let (_, first) = post_ndjson(&logs, &batch).await;
+    assert_eq!(
+        first,
+        json!({"status": "success", "accepted": 50, "duplicates": 0})
+    );
+    let (_, again) = post_ndjson(&logs, &batch).await;
+    assert_eq!(
+        again,
+        json!({"status": "success", "accepted": 0, "duplicates": 50})
+    );
+    // Half old, half new, and one repeated inside the batch.
+    let mut mixed = batch[25..].to_vec();
+    mixed.extend(records("dup2", "user-service", 10));
+    mixed.push(mixed.last().unwrap().clone());
+    let (_, body) = post_ndjson(&logs, &mixed).await;
+    assert_eq!(body["accepted"], 10);
+    assert_eq!(body["duplicates"], 26);
+    // Records without an event_id are always stored.
+    let plain = json!({"service": "s", "message": "no id"});
+    post_ndjson(&logs, &[plain.clone(), plain]).await;
+    let all = all_logs(&agg.base, &[]).await;
+    assert_eq!(all.len(), 62);
+    let mut ids: Vec<&str> = all.iter().filter_map(|r| r["event_id"].as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 60);
+}
+
+/// Content type, extra headers, body, expected status, words the error must contain.
+type Case = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Vec<u8>,
+    StatusCode,
+    &'static str,
+);
+
+#[actix_rt::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(dir.path(), &[("MAX_BODY_BYTES", "4KiB")]).await;
+    let logs = agg.url("/logs");
+    let good = common::ndjson(&records("ok", "s", 3));
+
+    let cases: Vec<Case> = vec![
+        (
+            "application/x-www-form-urlencoded",
+            vec![],
+            good.clone().into(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content type",
+        ),
+        (
+            "application/x-ndjson",
+            vec![("Content-Encoding", "br")],
+            good.clone().into(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content encoding",
+        ),
+        (
+            "application/x-ndjson",
+            vec![],
+            format!("{good}{{\"broken\": \n").into(),
+            StatusCode::BAD_REQUEST,
+            "line 4",
+        ),
+        (
+            "application/x-ndjson",
+            vec![],
+            format!("{good}[1,2]\n").into(),
+            StatusCode::BAD_REQUEST,
+            "line 4: expected a JSON object",
+        ),
+        (
+            "application/json",
+            vec![],
+            br#"[{"a":1}, "text"]"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "array element 1",
+        ),
+        (
+            "application/json",
+            vec![],
+            b"{\"a\":".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid JSON",
+        ),
+        (
+            "application/json",
+            vec![],
+            b"".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "JSON",
+        ),
+        (
+            "application/x-ndjson",
+            vec![],
+            b"{\"a\":\"\xff\"}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "UTF-8",
+        ),
+        (
+            "application/x-ndjson",
+            vec![("Content-Encoding", "gzip")],
+            good.clone().into(),
+            StatusCode::BAD_REQUEST,
+            "gzip",
+        ),
+        (
+            "application/x-ndjson",
+            vec![],
+            vec![b' '; 5000],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "limit of 4096 bytes",
+        ),
+        (
+            "application/x-ndjson",
+            vec![("Content-Encoding", "gzip")],
+            gzip(&vec![b'\n'; 1 << 18]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "once decompressed",
+        ),
+    ];
+    for (content_type, headers, body, want, says) in cases {
+        let (status, answer) = post(&logs, content_type, &headers, body).await;
+        assert_eq!(status, want, "{content_type} {headers:?}: {answer}");
+        assert_eq!(answer["status"], want.as_u16());
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(says), "{error:?} should mention {says:?}");
+    }
+    // No Content-Type at all.
+    let mut res = common::client()
+        .post(&logs)
+        .send_body(good.clone())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let _ = res.body().await;
+
+    for query in [
+        "limit=0",
+        "limit=x",
+        "order=sideways",
+        "since=yesterday",
+        "cursor=nonsense",
+        "q=%2A%2A",
+    ] {
+        let (status, answer) = get(&agg.url(&format!("/logs?{query}")), &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {answer}");
+        assert!(answer["error"].as_str().unwrap().starts_with("invalid"));
+    }
+    let (status, _) = get(&agg.url("/nowhere"), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, count) = get(&agg.url("/logs/count"), &[]).await;
+    assert_eq!(count["total_logs"], 0, "a refused batch stored something");
+    let mut res = common::client()
+        .get(agg.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    assert!(
+        text.contains("aggregator_requests_rejected_total{reason=\"json\"} 5"),
+        "{text}"
+    );
+    assert!(text.contains("aggregator_requests_rejected_total{reason=\"too_large\"} 2"));
+
+    // The same records, sent properly, are all stored.
+    let (status, body) = post(&logs, "application/x-ndjson", &[], good).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["accepted"], 3);
+}
+
+#[actix_rt::test]
+async fn a_configured_token_guards_writes_clears_and_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(dir.path(), &[("AGGREGATOR_TOKEN", "t0ken")]).await;
+    let good = common::ndjson(&records("auth", "s", 2));
+    let right = [("Authorization", "Bearer t0ken")];
+    for auth in [
+        vec![],
+        vec![("Authorization", "Bearer nope")],
+        vec![("Authorization", "t0ken")],
+    ] {
+        let (status, body) = post(
+            &agg.url("/logs"),
+            "application/x-ndjson",
+            &auth,
+            good.clone(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}: {body}");
+        assert_eq!(body["status"], 401);
+        for path in ["/logs", "/logs/count"] {
+            let (status, _) = get(&agg.url(path), &auth).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {auth:?}");
+        }
+        let (status, _) = post(&agg.url("/logs/clear"), "application/json", &auth, "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    for path in ["/health", "/"] {
+        let (status, _) = get(&agg.url(path), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let (status, _) = post(&agg.url("/logs"), "application/x-ndjson", &right, good).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, page) = get(&agg.url("/logs"), &right).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["total"], 2);
+    let (status, body) = post(&agg.url("/logs/clear"), "application/json", &right, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["cleared"], 2);
+    assert!(agg.process.stderr().contains("Listening on"));
+    assert!(!agg.process.stderr().contains("AGGREGATOR_TOKEN is not set"));
+}
+
+#[actix_rt::test]
+async fn healthcheck_and_configuration_errors() {
+    let bin = env!("CARGO_BIN_EXE_log-aggregator");
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(dir.path(), &[]).await;
+    assert!(agg.process.stderr().contains("AGGREGATOR_TOKEN is not set"));
+    let status = Command::new(bin)
+        .arg("healthcheck")
+        .env("LISTEN_ADDR", format!("0.0.0.0:{}", agg.port))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = Command::new(bin)
+        .arg("healthcheck")
+        .env(
+            "LISTEN_ADDR",
+            format!("127.0.0.1:{}", shared::testkit::free_port()),
+        )
+        .output()
+        .unwrap();
+    assert!(!status.status.success());
+
+    let out = Command::new(bin)
+        .env("DATA_DIR", dir.path())
+        .env("MAX_BODY_BYTES", "lots")
+        .env("PAGE_SIZE_MAX", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("MAX_BODY_BYTES") && err.contains("PAGE_SIZE_MAX"),
+        "{err}"
+    );
+}
