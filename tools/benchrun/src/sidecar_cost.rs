@@ -111,8 +111,9 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The aggregator alone is no sidecar: it runs only to receive the logging sidecars'.
     fn any_sidecar(&self) -> bool {
-        self.aggregator || self.logging_sidecar || self.metrics_sidecar
+        self.logging_sidecar || self.metrics_sidecar
     }
 
     fn bin(&self, name: &str) -> PathBuf {
@@ -192,7 +193,7 @@ impl Stack {
             waits.push((svc.to_string(), ports[i]));
         }
         if with_sidecars {
-            if plan.aggregator {
+            if plan.aggregator && plan.logging_sidecar {
                 let port = free_port()?;
                 let envs = [
                     ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
@@ -505,6 +506,36 @@ mod tests {
     #[test]
     fn lines_are_counted() {
         assert_eq!(bytecount(b"a\nb\n\nc"), 3);
+    }
+
+    /// The baseline half against the real services and loadgen (the debug builds that
+    /// `cargo test --workspace` makes before running tests).
+    #[test]
+    fn the_baseline_is_measured_against_real_services() {
+        let bin_dir = shared::testkit::workspace_bin("user-service")
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        shared::testkit::workspace_bin("loadgen");
+        let plan = Plan {
+            rate: 300,
+            duration: Duration::from_secs(1),
+            runs: 1,
+            release_dir: bin_dir,
+            aggregator: false,
+            logging_sidecar: false,
+            metrics_sidecar: false,
+        };
+        let scratch = tempfile::tempdir().unwrap();
+        let section = run(&plan, scratch.path());
+        let values = section.values.unwrap();
+        assert!(values["without_p50_ms"][0] > 0.0, "{values:?}");
+        assert!(values["without_p99_ms"][0] >= values["without_p50_ms"][0]);
+        assert!(values["rate_per_s"][0] > 0.0, "{values:?}");
+        assert!(!values.contains_key("with_p50_ms"), "no sidecars to run");
+        assert!(section.title.contains("not in this workspace yet"));
+        // Every stack was stopped and its directory removed.
+        assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
     }
 
     #[test]
