@@ -14,11 +14,17 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# The whole workspace, as scripts/run-local.sh builds it: the harness, the services,
+# loadgen and whichever components have landed. The harness then builds the benchmark
+# examples it finds.
 case " $* " in
-*" --compare "* | *" --help "* | *" -h "*) ;;
-*) echo "bench.sh: building the harness (cargo build --release -p benchrun)..." >&2 ;;
+*" --compare "* | *" --help "* | *" -h "*) build=(cargo build --release --quiet -p benchrun) ;;
+*)
+    build=(cargo build --release --workspace)
+    echo "bench.sh: building the workspace in release mode (${build[*]})..." >&2
+    ;;
 esac
-if ! cargo build --release --quiet -p benchrun; then
+if ! "${build[@]}"; then
     echo "bench.sh: the build failed; see the messages above." >&2
     exit 1
 fi

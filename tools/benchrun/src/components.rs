@@ -165,10 +165,6 @@ impl Workspace {
         })
     }
 
-    pub fn has_package(&self, name: &str) -> bool {
-        self.packages.contains_key(name)
-    }
-
     pub fn has_bin(&self, package: &str, bin: &str) -> bool {
         self.packages
             .get(package)
@@ -197,11 +193,14 @@ impl Workspace {
     }
 }
 
-/// Builds, in release mode, the given packages' binaries and examples; `Err` carries
-/// the end of cargo's output.
+/// Builds in release mode the whole workspace (no `packages`) or the given packages'
+/// examples; `Err` carries the end of cargo's output.
 pub fn build(root: &Path, packages: &[&str], examples: &[&str]) -> Result<(), String> {
     let mut cmd = Command::new("cargo");
-    cmd.current_dir(root).args(["build", "--release", "--bins"]);
+    cmd.current_dir(root).args(["build", "--release"]);
+    if packages.is_empty() {
+        cmd.arg("--workspace");
+    }
     for p in packages {
         cmd.args(["-p", p]);
     }

@@ -184,18 +184,12 @@ fn run(
     let commit = machine::commit(&root);
     eprintln!("benchrun: {machine}; commit {commit}");
 
-    // What must exist (the services and loadgen) and what is used when it exists.
-    let mut packages = vec!["services", "loadgen"];
-    for p in ["log-aggregator", "logging-sidecar", "metrics-sidecar"] {
-        if ws.has_package(p) {
-            packages.push(p);
-        }
-    }
+    // The same build as the run scripts', so the binaries measured are the ones they run
+    // and features resolve the same way (no rebuild between the two).
     eprintln!(
-        "benchrun: Building in release mode (cargo build --release --bins -p {})...",
-        packages.join(" -p ")
+        "benchrun: Building the workspace in release mode (cargo build --release --workspace)..."
     );
-    components::build(&root, &packages, &[])
+    components::build(&root, &[], &[])
         .map_err(|e| anyhow::anyhow!("the release build failed:\n{e}"))?;
 
     let scratch = tempfile::Builder::new().prefix("benchrun-").tempdir()?;
