@@ -114,11 +114,11 @@ pub const BENCHES: &[Bench] = &[
     },
 ];
 
-/// The workspace's packages, each with its binaries and examples.
+/// The workspace's packages, each with its examples.
 #[derive(Debug, Default)]
 pub struct Workspace {
     pub target_dir: PathBuf,
-    packages: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    packages: BTreeMap<String, Vec<String>>,
 }
 
 impl Workspace {
@@ -144,31 +144,24 @@ impl Workspace {
             .into();
         let mut packages = BTreeMap::new();
         for p in meta["packages"].as_array().into_iter().flatten() {
-            let (mut bins, mut examples) = (Vec::new(), Vec::new());
-            for t in p["targets"].as_array().into_iter().flatten() {
-                let name = t["name"].as_str().unwrap_or_default().to_owned();
-                let kinds = t["kind"].as_array().into_iter().flatten();
-                for kind in kinds.filter_map(Value::as_str) {
-                    match kind {
-                        "bin" => bins.push(name.clone()),
-                        "example" => examples.push(name.clone()),
-                        _ => {}
-                    }
-                }
-            }
+            let examples = p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| {
+                    t["kind"]
+                        .as_array()
+                        .is_some_and(|k| k.contains(&"example".into()))
+                })
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect();
             let name = p["name"].as_str().unwrap_or_default().to_owned();
-            packages.insert(name, (bins, examples));
+            packages.insert(name, examples);
         }
         Ok(Workspace {
             target_dir,
             packages,
         })
-    }
-
-    pub fn has_bin(&self, package: &str, bin: &str) -> bool {
-        self.packages
-            .get(package)
-            .is_some_and(|(bins, _)| bins.iter().any(|b| b == bin))
     }
 
     /// `Ok(())` when the example exists, else why it cannot run.
@@ -178,7 +171,7 @@ impl Workspace {
                 "package {} is not in this workspace yet",
                 bench.package
             )),
-            Some((_, examples)) if !examples.iter().any(|e| e == bench.example) => Err(format!(
+            Some(examples) if !examples.iter().any(|e| e == bench.example) => Err(format!(
                 "package {} has no example {} (examples: {})",
                 bench.package,
                 bench.example,
@@ -193,14 +186,11 @@ impl Workspace {
     }
 }
 
-/// Builds in release mode the whole workspace (no `packages`) or the given packages'
-/// examples; `Err` carries the end of cargo's output.
+/// Builds in release mode the given packages' examples; `Err` carries the end of
+/// cargo's output.
 pub fn build(root: &Path, packages: &[&str], examples: &[&str]) -> Result<(), String> {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root).args(["build", "--release"]);
-    if packages.is_empty() {
-        cmd.arg("--workspace");
-    }
     for p in packages {
         cmd.args(["-p", p]);
     }
@@ -346,7 +336,6 @@ mod tests {
             e.contains("no example relabel_bench (examples: other_bench)"),
             "{e}"
         );
-        assert!(ws.has_bin("metrics-sidecar", "metrics-sidecar"));
         assert_eq!(ws.target_dir, PathBuf::from("/t"));
     }
 }

@@ -191,7 +191,7 @@ pub fn table(sections: &[Section]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<52} {:>12} {:>25} {:>4}",
+        "{:<64} {:>12} {:>25} {:>4}",
         "figure", "median", "spread (min-max)", "runs"
     );
     for s in sections {
@@ -210,7 +210,7 @@ pub fn table(sections: &[Section]) -> String {
                     let spread = format!("{} - {}", human(f.stat.min), human(f.stat.max));
                     let _ = writeln!(
                         out,
-                        "  {:<50} {:>12} {:>25} {:>4}",
+                        "  {:<62} {:>12} {:>25} {:>4}",
                         label,
                         human(f.stat.median),
                         spread,
@@ -218,7 +218,7 @@ pub fn table(sections: &[Section]) -> String {
                     );
                 }
                 for k in s.known.iter().filter(|k| !values.contains_key(k.key)) {
-                    let _ = writeln!(out, "  {:<50} {:>12}", k.label, "not reported");
+                    let _ = writeln!(out, "  {:<62} {:>12}", k.label, "not reported");
                 }
             }
         }
@@ -239,7 +239,7 @@ pub fn compare(base: &Results, new: &Results) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:<58} {:>12} {:>12} {:>9}",
+        "\n{:<64} {:>12} {:>12} {:>15}",
         "figure", "base", "new", "change"
     );
     let mut keys: Vec<&String> = base.figures.keys().chain(new.figures.keys()).collect();
@@ -274,7 +274,7 @@ pub fn compare(base: &Results, new: &Results) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<58} {:>12} {:>12} {:>9}",
+            "{:<64} {:>12} {:>12} {:>15}",
             label,
             cell(b),
             cell(n),

@@ -426,8 +426,18 @@ pub fn run(plan: &Plan, scratch: &Path) -> Section {
     );
     let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut push = |k: &str, v: f64| values.entry(k.to_owned()).or_default().push(v);
-    let mut failure = None;
-    for i in 0..plan.runs {
+    let mut failure = SERVICES
+        .iter()
+        .chain(&["loadgen"])
+        .find(|b| !plan.bin(b).is_file())
+        .map(|b| {
+            format!(
+                "{} is not built: run scripts/bench.sh, which builds the workspace first",
+                plan.bin(b).display()
+            )
+        });
+    let runs = if failure.is_some() { 0 } else { plan.runs };
+    for i in 0..runs {
         eprintln!(
             "benchrun: Cost of the sidecars, pair {}/{}...",
             i + 1,
