@@ -51,18 +51,31 @@ done
 mkdir -p "$RUN_DIR/data" "$RUN_DIR/pids"
 declare -A PID=()
 
+# stop_group NAME...: SIGTERM to those processes, then waits up to 15 s for them.
+stop_group() {
+  local pids=() name p
+  for name in "$@"; do [[ -n ${PID[$name]:-} ]] && pids+=("${PID[$name]}"); done
+  ((${#pids[@]})) || return 0
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq 1 150); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    ((alive)) || return 0
+    sleep 0.1
+  done
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+}
+
+# Stops in the order that loses nothing: the services first (their last lines reach
+# their log files), then the sidecars (which deliver what they have read while the
+# aggregator still listens), then the aggregator.
 stop_all() {
   trap - INT TERM EXIT
   if ((${#PID[@]})); then
-    say "Stopping ${#PID[@]} processes..."
-    kill -TERM "${PID[@]}" 2>/dev/null || true
-    for _ in $(seq 1 150); do
-      alive=0
-      for p in "${PID[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-      ((alive)) || break
-      sleep 0.1
-    done
-    kill -KILL "${PID[@]}" 2>/dev/null || true
+    say "Stopping ${#PID[@]} processes: services, then sidecars, then the aggregator..."
+    stop_group "${SERVICES[@]}"
+    stop_group "${SERVICES[@]/%/-metrics-sidecar}" "${SERVICES[@]/%/-logging-sidecar}"
+    stop_group log-aggregator
     wait 2>/dev/null || true
   fi
   say "Stopped. Logs, checkpoints and the store are kept in $RUN_DIR."

@@ -9,6 +9,8 @@
 //! - [`routes`]: the HTTP handlers; they ask the actors below and shape the answers.
 //! - [`writer`]: the actor that owns the write connection; one transaction per batch,
 //!   retention between batches.
+//! - [`checkpointer`]: the actor that copies the WAL into the database, off the
+//!   writer's path.
 //! - [`reader`]: the actors that own the read connections and answer queries.
 //! - [`query`]: `GET /logs` parameters checked into a query, and its cursor.
 //! - [`store`]: the SQLite schema and every statement, as plain functions.
@@ -18,6 +20,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod checkpointer;
 pub mod config;
 pub mod metrics;
 pub mod page;

@@ -15,6 +15,7 @@ use shared::http::{self, HttpMetrics};
 use shared::{cli, healthcheck, jsonlog};
 use tokio::sync::Semaphore;
 
+use crate::checkpointer::Checkpointer;
 use crate::config::{AggregatorConfig, SETTINGS_HELP};
 use crate::metrics::Metrics;
 use crate::reader::Readers;
@@ -78,11 +79,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
+/// Runs the aggregator until SIGTERM or SIGINT; the benchmark runs it in-process too.
+pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
     let dir = &config.data_dir;
     let writer_store = Store::open_writer(dir, config.sync_mode)
         .with_context(|| format!("cannot open the store in DATA_DIR={}", dir.display()))?;
     let stored = writer_store.stored()?;
+    let checkpoint_store = Store::open_checkpointer(dir, config.sync_mode)
+        .context("cannot open the store's checkpoint connection")?;
     let mut reader_stores = Vec::with_capacity(config.reader_threads);
     for _ in 0..config.reader_threads {
         reader_stores.push(Store::open_reader(dir).context("cannot open a store reader")?);
@@ -111,6 +115,8 @@ async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
         metrics.clone(),
         config.retention,
     );
+    let checkpoint_arbiter = actix::Arbiter::new();
+    Checkpointer::start(&checkpoint_arbiter.handle(), checkpoint_store);
     let (readers, reader_arbiters) = Readers::start(reader_stores, &metrics);
     let state = web::Data::new(State {
         writer,
@@ -149,7 +155,8 @@ async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
     }
     let result = server.run().await;
     // Every request has finished: stop the actors so the connections close cleanly.
-    for arbiter in std::iter::once(writer_arbiter).chain(reader_arbiters) {
+    let arbiters = [writer_arbiter, checkpoint_arbiter];
+    for arbiter in arbiters.into_iter().chain(reader_arbiters) {
         arbiter.stop();
         let _ = arbiter.join();
     }

@@ -149,7 +149,9 @@ pub async fn observe(
         m.observe(method.as_str(), route, status, elapsed.as_secs_f64());
     }
     let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
-    let level = if status >= 500 {
+    // 503 means "not now" (not ready, a dependency down): the caller may retry, and the
+    // cause is logged where it is known. Other 5xx are bugs an operator must look at.
+    let level = if status >= 500 && status != 503 {
         log::Level::Error
     } else if status >= 400 {
         log::Level::Warn

@@ -1,0 +1,313 @@
+//! The sidecar's settings, read once from the environment into [`SidecarConfig`].
+//!
+//! Every variable's name and default lives here as a constant, so the help text, the
+//! documentation and the code cannot drift apart. A bad value is collected, not fatal on
+//! the spot: the caller reports them all and exits with `EXIT_CONFIG`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shared::config::{ConfigErrors, Reader, Source};
+
+pub const LISTEN_ADDR: &str = "LISTEN_ADDR";
+pub const SERVICE_NAME: &str = "SERVICE_NAME";
+pub const LOG_PATH: &str = "LOG_PATH";
+pub const STATE_DIR: &str = "STATE_DIR";
+pub const AGGREGATOR_URL: &str = "AGGREGATOR_URL";
+pub const AGGREGATOR_TOKEN: &str = "AGGREGATOR_TOKEN";
+pub const ENVIRONMENT: &str = "ENVIRONMENT";
+pub const BATCH_MAX_RECORDS: &str = "BATCH_MAX_RECORDS";
+pub const BATCH_MAX_BYTES: &str = "BATCH_MAX_BYTES";
+pub const BATCH_LINGER_MS: &str = "BATCH_LINGER_MS";
+pub const GZIP: &str = "GZIP";
+pub const MAX_LINE_BYTES: &str = "MAX_LINE_BYTES";
+pub const PARTIAL_LINE_TIMEOUT_MS: &str = "PARTIAL_LINE_TIMEOUT_MS";
+pub const RETRY_INITIAL_MS: &str = "RETRY_INITIAL_MS";
+pub const RETRY_MAX_MS: &str = "RETRY_MAX_MS";
+pub const MAX_IN_FLIGHT_BATCHES: &str = "MAX_IN_FLIGHT_BATCHES";
+pub const POLL_INTERVAL_MS: &str = "POLL_INTERVAL_MS";
+pub const READ_CHUNK_BYTES: &str = "READ_CHUNK_BYTES";
+pub const REQUEST_TIMEOUT_MS: &str = "REQUEST_TIMEOUT_MS";
+pub const CHECKPOINT_INTERVAL_MS: &str = "CHECKPOINT_INTERVAL_MS";
+pub const ROTATE_WAIT_MS: &str = "ROTATE_WAIT_MS";
+pub const RELEASE_UNACKED_AFTER_MS: &str = "RELEASE_UNACKED_AFTER_MS";
+pub const SHUTDOWN_GRACE_MS: &str = "SHUTDOWN_GRACE_MS";
+/// Test hook: `actor:n[,actor:n]` makes `tailer`, `enricher` or `forwarder` fail while
+/// handling its n-th message, to show the supervisor's restart. Unset in production.
+pub const FAULT_INJECT: &str = "LOGGING_SIDECAR_FAULT";
+
+pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:9100";
+pub const DEFAULT_SERVICE_NAME: &str = "unknown-service";
+pub const DEFAULT_LOG_PATH: &str = "/logs/app.log";
+pub const DEFAULT_STATE_DIR: &str = "/state";
+pub const DEFAULT_AGGREGATOR_URL: &str = "http://log-aggregator:8080/logs";
+pub const DEFAULT_ENVIRONMENT: &str = "development";
+pub const DEFAULT_BATCH_MAX_RECORDS: usize = 5_000;
+pub const DEFAULT_BATCH_MAX_BYTES: u64 = 2 << 20;
+pub const DEFAULT_BATCH_LINGER_MS: u64 = 5;
+pub const DEFAULT_GZIP: bool = false;
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 256 << 10;
+pub const DEFAULT_PARTIAL_LINE_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_RETRY_INITIAL_MS: u64 = 100;
+pub const DEFAULT_RETRY_MAX_MS: u64 = 5_000;
+pub const DEFAULT_MAX_IN_FLIGHT_BATCHES: usize = 3;
+pub const DEFAULT_POLL_INTERVAL_MS: u64 = 10;
+pub const DEFAULT_READ_CHUNK_BYTES: u64 = 256 << 10;
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 500;
+pub const DEFAULT_ROTATE_WAIT_MS: u64 = 1_000;
+pub const DEFAULT_RELEASE_UNACKED_AFTER_MS: u64 = 300_000;
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5_000;
+
+/// The settings help text, shown by `--help`.
+pub const SETTINGS_HELP: &str =
+    "    LISTEN_ADDR               health and metrics address (0.0.0.0:9100)
+    SERVICE_NAME              the service whose log is tailed (unknown-service)
+    LOG_PATH                  log file or glob to follow (/logs/app.log)
+    STATE_DIR                 directory of the checkpoint file (/state)
+    AGGREGATOR_URL            where records are POSTed (http://log-aggregator:8080/logs)
+    AGGREGATOR_TOKEN          bearer token for the aggregator (unset: none)
+    ENVIRONMENT               added to every record (development)
+    BATCH_MAX_RECORDS         records per POST at most (5000)
+    BATCH_MAX_BYTES           NDJSON bytes per POST, about (2MiB)
+    BATCH_LINGER_MS           how long a partial batch waits for more (5)
+    GZIP                      gzip request bodies (false)
+    MAX_LINE_BYTES            longer lines are cut and marked (262144)
+    PARTIAL_LINE_TIMEOUT_MS   an unterminated last line is sent after this (5000)
+    RETRY_INITIAL_MS          first retry delay, doubled up to RETRY_MAX_MS (100)
+    RETRY_MAX_MS              longest retry delay; retries never end (5000)
+    MAX_IN_FLIGHT_BATCHES     POSTs awaiting an answer at once (3)
+    POLL_INTERVAL_MS          how often an idle file is checked for growth (10)
+    READ_CHUNK_BYTES          bytes read from a file at a time (262144)
+    REQUEST_TIMEOUT_MS        one POST's timeout (30000)
+    CHECKPOINT_INTERVAL_MS    checkpoint file written at most this often (500)
+    ROTATE_WAIT_MS            a rotated-away file is read until quiet this long (1000)
+    RELEASE_UNACKED_AFTER_MS  a drained rotated file is closed even if unacknowledged (300000)
+    SHUTDOWN_GRACE_MS         time to deliver what was read on SIGTERM (5000)
+    RUST_LOG                  log filter (info)
+";
+
+/// Everything the sidecar needs to run, parsed once.
+#[derive(Debug, Clone)]
+pub struct SidecarConfig {
+    pub listen: SocketAddr,
+    pub service_name: String,
+    pub log_path: String,
+    pub state_dir: PathBuf,
+    pub aggregator_url: String,
+    pub aggregator_token: Option<String>,
+    pub environment: String,
+    pub batch_max_records: usize,
+    pub batch_max_bytes: usize,
+    pub batch_linger: Duration,
+    pub gzip: bool,
+    pub max_line_bytes: usize,
+    pub partial_line_timeout: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub max_in_flight_batches: usize,
+    pub poll_interval: Duration,
+    pub read_chunk_bytes: usize,
+    pub request_timeout: Duration,
+    pub checkpoint_interval: Duration,
+    pub rotate_wait: Duration,
+    pub release_unacked_after: Duration,
+    pub shutdown_grace: Duration,
+    pub faults: crate::fault::FaultPlan,
+}
+
+impl SidecarConfig {
+    pub fn from_env(env: &dyn Source) -> Result<SidecarConfig, ConfigErrors> {
+        let mut r = Reader::new(env);
+        let ms = |r: &mut Reader, key: &str, default: u64, range: std::ops::RangeInclusive<u64>| {
+            Duration::from_millis(r.bounded(key, default, range))
+        };
+        let service_name = r.string(SERVICE_NAME, DEFAULT_SERVICE_NAME);
+        if !service_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            r.fail(
+                SERVICE_NAME,
+                &service_name,
+                "use letters, digits, '-', '_' or '.'",
+            );
+        }
+        let log_path = r.string(LOG_PATH, DEFAULT_LOG_PATH);
+        if let Err(e) = glob::Pattern::new(&log_path) {
+            r.fail(
+                LOG_PATH,
+                &log_path,
+                format!("not a valid path or glob: {e}"),
+            );
+        }
+        let token = r.optional_string(AGGREGATOR_TOKEN);
+        if let Some(t) = &token {
+            if !t.bytes().all(|b| b.is_ascii_graphic()) {
+                r.fail(
+                    AGGREGATOR_TOKEN,
+                    "<hidden>",
+                    "must be printable ASCII without spaces",
+                );
+            }
+        }
+        let max_bytes = r.bytes(BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_BYTES);
+        if !(1024..=(256 << 20)).contains(&max_bytes) {
+            r.fail(
+                BATCH_MAX_BYTES,
+                &max_bytes.to_string(),
+                "must be between 1KiB and 256MiB",
+            );
+        }
+        let max_line = r.bytes(MAX_LINE_BYTES, DEFAULT_MAX_LINE_BYTES);
+        if !(256..=(64 << 20)).contains(&max_line) {
+            r.fail(
+                MAX_LINE_BYTES,
+                &max_line.to_string(),
+                "must be between 256 and 64MiB",
+            );
+        }
+        let chunk = r.bytes(READ_CHUNK_BYTES, DEFAULT_READ_CHUNK_BYTES);
+        if !(4096..=(64 << 20)).contains(&chunk) {
+            r.fail(
+                READ_CHUNK_BYTES,
+                &chunk.to_string(),
+                "must be between 4KiB and 64MiB",
+            );
+        }
+        let faults = match r.optional_string(FAULT_INJECT) {
+            None => crate::fault::FaultPlan::default(),
+            Some(text) => crate::fault::FaultPlan::parse(&text).unwrap_or_else(|why| {
+                r.fail(FAULT_INJECT, &text, why);
+                crate::fault::FaultPlan::default()
+            }),
+        };
+        let config = SidecarConfig {
+            listen: r.socket_addr(LISTEN_ADDR, DEFAULT_LISTEN_ADDR),
+            service_name,
+            log_path,
+            state_dir: r.path(STATE_DIR, DEFAULT_STATE_DIR),
+            aggregator_url: r.url(AGGREGATOR_URL, DEFAULT_AGGREGATOR_URL),
+            aggregator_token: token,
+            environment: r.string(ENVIRONMENT, DEFAULT_ENVIRONMENT),
+            batch_max_records: r.bounded(
+                BATCH_MAX_RECORDS,
+                DEFAULT_BATCH_MAX_RECORDS,
+                1..=1_000_000,
+            ),
+            batch_max_bytes: max_bytes as usize,
+            batch_linger: ms(&mut r, BATCH_LINGER_MS, DEFAULT_BATCH_LINGER_MS, 0..=60_000),
+            gzip: r.flag(GZIP, DEFAULT_GZIP),
+            max_line_bytes: max_line as usize,
+            partial_line_timeout: ms(
+                &mut r,
+                PARTIAL_LINE_TIMEOUT_MS,
+                DEFAULT_PARTIAL_LINE_TIMEOUT_MS,
+                0..=3_600_000,
+            ),
+            retry_initial: ms(
+                &mut r,
+                RETRY_INITIAL_MS,
+                DEFAULT_RETRY_INITIAL_MS,
+                1..=60_000,
+            ),
+            retry_max: ms(&mut r, RETRY_MAX_MS, DEFAULT_RETRY_MAX_MS, 1..=600_000),
+            max_in_flight_batches: r.bounded(
+                MAX_IN_FLIGHT_BATCHES,
+                DEFAULT_MAX_IN_FLIGHT_BATCHES,
+                1..=64,
+            ),
+            poll_interval: ms(
+                &mut r,
+                POLL_INTERVAL_MS,
+                DEFAULT_POLL_INTERVAL_MS,
+                1..=60_000,
+            ),
+            read_chunk_bytes: chunk as usize,
+            request_timeout: ms(
+                &mut r,
+                REQUEST_TIMEOUT_MS,
+                DEFAULT_REQUEST_TIMEOUT_MS,
+                100..=600_000,
+            ),
+            checkpoint_interval: ms(
+                &mut r,
+                CHECKPOINT_INTERVAL_MS,
+                DEFAULT_CHECKPOINT_INTERVAL_MS,
+                1..=600_000,
+            ),
+            rotate_wait: ms(
+                &mut r,
+                ROTATE_WAIT_MS,
+                DEFAULT_ROTATE_WAIT_MS,
+                0..=3_600_000,
+            ),
+            release_unacked_after: ms(
+                &mut r,
+                RELEASE_UNACKED_AFTER_MS,
+                DEFAULT_RELEASE_UNACKED_AFTER_MS,
+                0..=86_400_000,
+            ),
+            shutdown_grace: ms(
+                &mut r,
+                SHUTDOWN_GRACE_MS,
+                DEFAULT_SHUTDOWN_GRACE_MS,
+                0..=600_000,
+            ),
+            faults,
+        };
+        r.finish()?;
+        Ok(config)
+    }
+
+    /// `sidecar_forwarded_by`: who forwarded a record.
+    pub fn forwarded_by(&self) -> String {
+        format!("{}-logging-sidecar", self.service_name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let env: HashMap<&str, &str> = HashMap::new();
+        let c = SidecarConfig::from_env(&env).unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.log_path, "/logs/app.log");
+        assert_eq!(c.state_dir, PathBuf::from("/state"));
+        assert_eq!(c.aggregator_url, "http://log-aggregator:8080/logs");
+        assert_eq!(c.environment, "development");
+        assert_eq!(c.aggregator_token, None);
+        assert_eq!(c.batch_max_bytes, 2 << 20);
+    }
+
+    #[test]
+    fn every_bad_variable_is_named() {
+        let env: HashMap<&str, &str> = [
+            ("AGGREGATOR_URL", "log-aggregator:8080"),
+            ("BATCH_MAX_RECORDS", "0"),
+            ("MAX_LINE_BYTES", "12"),
+            ("LOG_PATH", "/logs/[.log"),
+            ("SERVICE_NAME", "a b"),
+            ("GZIP", "perhaps"),
+            ("LOGGING_SIDECAR_FAULT", "painter:1"),
+        ]
+        .into();
+        let text = SidecarConfig::from_env(&env).unwrap_err().to_string();
+        for var in [
+            "AGGREGATOR_URL",
+            "BATCH_MAX_RECORDS",
+            "MAX_LINE_BYTES",
+            "LOG_PATH",
+            "SERVICE_NAME",
+            "GZIP",
+            "LOGGING_SIDECAR_FAULT",
+        ] {
+            assert!(text.contains(var), "{var} missing from {text}");
+        }
+    }
+}

@@ -1,0 +1,636 @@
+//! The files the tailer follows: discovery, rotation, truncation and reading.
+//!
+//! Plain logic under the tailer actor. Each poll, [`FileSet::discover`] matches the path
+//! or glob against what is on disk, by device, inode and fingerprint:
+//! - a file never seen is read from its start, a known one from its checkpoint;
+//! - a file whose path now names another file (renamed away, or deleted) is *rotated*:
+//!   it is still read through its open handle to its end, before newer files, and is
+//!   closed once it has been quiet for the rotate wait and its lines are acknowledged
+//!   (or after `release_unacked_after` at the latest, so a deleted file is never held
+//!   for ever);
+//! - a file that shrank below the read position, or whose first bytes changed, was
+//!   truncated in place (copytruncate): it is a new file and is read from offset 0.
+//!
+//! [`FileSet::read`] reads one large chunk and splits it; the read position only moves
+//! when the tailer reports the chunk handed over ([`FileSet::handed_over`]), and the
+//! checkpoint only when the aggregator acknowledged it ([`FileSet::acknowledge`]).
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::batch::Ack;
+use crate::checkpoint::{CheckpointError, Checkpoints};
+use crate::fingerprint::{self, FileKey};
+use crate::lines::{self, Line};
+
+/// How files are read.
+#[derive(Debug, Clone)]
+pub struct ReadSettings {
+    pub read_chunk_bytes: usize,
+    pub max_line_bytes: usize,
+    pub partial_line_timeout: Duration,
+    pub rotate_wait: Duration,
+    pub release_unacked_after: Duration,
+}
+
+/// What discovery found, for the tailer's log and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Opened { path: PathBuf, offset: u64 },
+    Rotated { path: PathBuf },
+    Truncated { path: PathBuf },
+    Released { path: PathBuf, unacknowledged: u64 },
+    Recovered { path: PathBuf, offset: u64 },
+    Forgotten { path: PathBuf },
+}
+
+/// A chunk of complete lines, ready for the enricher.
+#[derive(Debug)]
+pub struct Chunk {
+    pub key: FileKey,
+    pub data: Vec<u8>,
+    pub lines: Vec<Line>,
+    pub position: Position,
+}
+
+/// Where a file's reading stands once a chunk is handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub key: FileKey,
+    pub end_offset: u64,
+    pub skipping: bool,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    key: FileKey,
+    path: PathBuf,
+    file: Option<File>,
+    read_offset: u64,
+    committed: u64,
+    skipping: bool,
+    /// Start offset and first sighting of an unterminated last line.
+    partial: Option<(u64, Instant)>,
+    size: u64,
+    last_growth: Instant,
+    rotated_at: Option<Instant>,
+}
+
+/// Every file being followed, with its checkpoints.
+#[derive(Debug)]
+pub struct FileSet {
+    pattern: String,
+    is_glob: bool,
+    settings: ReadSettings,
+    files: Vec<Tracked>,
+    checkpoints: Checkpoints,
+}
+
+impl FileSet {
+    pub fn new(pattern: &str, settings: ReadSettings, checkpoints: Checkpoints) -> FileSet {
+        FileSet {
+            pattern: pattern.to_owned(),
+            is_glob: pattern.contains(['*', '?', '[']),
+            settings,
+            files: Vec::new(),
+            checkpoints,
+        }
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        if !self.is_glob {
+            return vec![PathBuf::from(&self.pattern)];
+        }
+        match glob::glob(&self.pattern) {
+            Ok(paths) => paths.filter_map(Result::ok).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Matches the path or glob against the disk; see the module comment.
+    pub fn discover(&mut self, now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        // 1. Files already open: growth, truncation.
+        let mut i = 0;
+        while i < self.files.len() {
+            let t = &mut self.files[i];
+            let Some(file) = &t.file else {
+                i += 1;
+                continue;
+            };
+            let size = file.metadata().map(|m| m.len()).unwrap_or(t.size);
+            let same_start = match fingerprint::of_file(file) {
+                Ok(fp) => fp == Some(t.key.fingerprint),
+                Err(_) => true,
+            };
+            if size < t.read_offset || !same_start {
+                events.push(Event::Truncated {
+                    path: t.path.clone(),
+                });
+                let key = t.key;
+                self.checkpoints.reset(&key);
+                self.files.remove(i);
+                continue;
+            }
+            if size != t.size {
+                t.size = size;
+                t.last_growth = now;
+            }
+            i += 1;
+        }
+        // 2. What the path or glob names now.
+        let mut present = HashSet::new();
+        for path in self.paths() {
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let (dev, ino) = (meta.dev(), meta.ino());
+            present.insert((dev, ino));
+            if let Some(t) = self
+                .files
+                .iter_mut()
+                .find(|t| t.key.dev == dev && t.key.ino == ino && t.file.is_some())
+            {
+                t.path = path;
+                t.rotated_at = None;
+                continue;
+            }
+            let closed = self
+                .files
+                .iter()
+                .position(|t| t.key.dev == dev && t.key.ino == ino);
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            // Still the same file as the path named a moment ago?
+            match file.metadata() {
+                Ok(m) if m.dev() == dev && m.ino() == ino => {}
+                _ => continue,
+            }
+            let Ok(Some(fp)) = fingerprint::of_file(&file) else {
+                continue;
+            };
+            let key = FileKey {
+                dev,
+                ino,
+                fingerprint: fp,
+            };
+            if let Some(i) = closed {
+                // A closed, not yet acknowledged file is named again: reopen it.
+                let t = &mut self.files[i];
+                if t.key == key {
+                    t.file = Some(file);
+                    t.path = path;
+                    t.rotated_at = None;
+                    continue;
+                }
+            }
+            let saved = self.checkpoints.get(&key).filter(|o| *o <= meta.len());
+            let offset = saved.unwrap_or(0);
+            events.push(Event::Opened {
+                path: path.clone(),
+                offset,
+            });
+            self.files.push(Tracked {
+                key,
+                path,
+                file: Some(file),
+                read_offset: offset,
+                committed: offset,
+                skipping: false,
+                partial: None,
+                size: meta.len(),
+                last_growth: now,
+                rotated_at: None,
+            });
+        }
+        // 3. Files no longer named: rotated; closed once drained and quiet.
+        let settings = &self.settings;
+        let mut released = Vec::new();
+        for t in self.files.iter_mut().filter(|t| t.file.is_some()) {
+            if present.contains(&(t.key.dev, t.key.ino)) {
+                continue;
+            }
+            let since = *t.rotated_at.get_or_insert_with(|| {
+                events.push(Event::Rotated {
+                    path: t.path.clone(),
+                });
+                now
+            });
+            let drained = t.read_offset >= t.size && !t.skipping;
+            let quiet = now.duration_since(t.last_growth) >= settings.rotate_wait;
+            let acked = t.committed >= t.read_offset;
+            let overdue = now.duration_since(since) >= settings.release_unacked_after;
+            if drained && quiet && (acked || overdue) {
+                t.file = None;
+                events.push(Event::Released {
+                    path: t.path.clone(),
+                    unacknowledged: t.read_offset.saturating_sub(t.committed),
+                });
+                if acked {
+                    released.push(t.key);
+                }
+            }
+        }
+        for key in released {
+            self.forget(&key);
+        }
+        events
+    }
+
+    /// After a restart from checkpoints: finds files renamed while the sidecar was down
+    /// (same device, inode and fingerprint, in the directory they were last seen in) and
+    /// reads their rest before anything newer. Entries whose file is gone are dropped.
+    pub fn recover(&mut self, now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        let missing: Vec<(FileKey, u64, PathBuf)> = self
+            .checkpoints
+            .iter()
+            .filter(|(k, _, _)| !self.files.iter().any(|t| t.key == **k))
+            .map(|(k, o, p)| (*k, o, p.to_owned()))
+            .collect();
+        for (key, offset, last_path) in missing {
+            match find_in_dir(&last_path, &key) {
+                Some((path, file, size)) if size > offset => {
+                    events.push(Event::Recovered {
+                        path: path.clone(),
+                        offset,
+                    });
+                    self.files.insert(
+                        0,
+                        Tracked {
+                            key,
+                            path,
+                            file: Some(file),
+                            read_offset: offset,
+                            committed: offset,
+                            skipping: false,
+                            partial: None,
+                            size,
+                            last_growth: now,
+                            rotated_at: Some(now),
+                        },
+                    );
+                }
+                _ => {
+                    events.push(Event::Forgotten { path: last_path });
+                    self.checkpoints.remove(&key);
+                }
+            }
+        }
+        events
+    }
+
+    fn forget(&mut self, key: &FileKey) {
+        self.files.retain(|t| t.key != *key);
+        self.checkpoints.remove(key);
+    }
+
+    /// Reads the next chunk of complete lines, older (rotated) files first.
+    pub fn read(&mut self, now: Instant) -> Option<Chunk> {
+        let cap = self
+            .settings
+            .read_chunk_bytes
+            .max(self.settings.max_line_bytes + 1);
+        for t in self.files.iter_mut() {
+            let Some(file) = &t.file else { continue };
+            let mut buf = vec![0u8; cap];
+            let n = match read_full_at(file, &mut buf, t.read_offset) {
+                Ok(n) => n,
+                Err(e) => {
+                    log::warn!(path = t.path.display().to_string().as_str(), error = e.to_string().as_str(); "Cannot read a log file; it is tried again at the next poll.");
+                    continue;
+                }
+            };
+            if n == 0 {
+                t.partial = None;
+                continue;
+            }
+            buf.truncate(n);
+            let end = t.read_offset + n as u64;
+            if end > t.size {
+                t.size = end;
+                t.last_growth = now;
+            }
+            let tail_start =
+                t.read_offset + memchr::memrchr(b'\n', &buf).map_or(0, |nl| nl as u64 + 1);
+            let at_eof = n < cap;
+            let mut flush = false;
+            if at_eof && tail_start < end && !t.skipping {
+                match t.partial {
+                    Some((start, since)) if start == tail_start => {
+                        flush = now.duration_since(since) >= self.settings.partial_line_timeout;
+                    }
+                    _ => {
+                        t.partial = Some((tail_start, now));
+                        flush = self.settings.partial_line_timeout.is_zero();
+                    }
+                }
+            }
+            let split = lines::split(
+                &buf,
+                t.read_offset,
+                self.settings.max_line_bytes,
+                t.skipping,
+                flush,
+            );
+            if split.consumed == 0 {
+                continue;
+            }
+            buf.truncate(split.consumed);
+            return Some(Chunk {
+                key: t.key,
+                data: buf,
+                lines: split.lines,
+                position: Position {
+                    key: t.key,
+                    end_offset: t.read_offset + split.consumed as u64,
+                    skipping: split.skipping,
+                },
+            });
+        }
+        None
+    }
+
+    /// The chunk ending at `position` was taken by the enricher.
+    pub fn handed_over(&mut self, position: Position) {
+        if let Some(t) = self.files.iter_mut().find(|t| t.key == position.key) {
+            t.read_offset = position.end_offset;
+            t.skipping = position.skipping;
+        }
+    }
+
+    /// The aggregator acknowledged everything before these positions.
+    pub fn acknowledge(&mut self, acks: &[Ack]) {
+        let mut done = Vec::new();
+        for ack in acks {
+            let Some(t) = self.files.iter_mut().find(|t| t.key == ack.key) else {
+                // The file was truncated or forgotten meanwhile: nothing left to record.
+                continue;
+            };
+            if ack.offset > t.committed {
+                t.committed = ack.offset;
+            }
+            self.checkpoints.advance(t.key, t.committed, &t.path);
+            if t.file.is_none() && t.committed >= t.read_offset {
+                done.push(t.key);
+            }
+        }
+        for key in done {
+            self.forget(&key);
+        }
+    }
+
+    /// Writes the checkpoint file if anything changed.
+    pub fn save_checkpoints(&mut self) -> Result<bool, CheckpointError> {
+        self.checkpoints.save()
+    }
+
+    /// Unacknowledged bytes of each file, by path.
+    pub fn lag(&self) -> Vec<(String, u64)> {
+        self.files
+            .iter()
+            .map(|t| {
+                (
+                    t.path.display().to_string(),
+                    t.size.max(t.read_offset).saturating_sub(t.committed),
+                )
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// Fills `buf` from `offset` as far as the file goes.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// A file with `key`'s device, inode and fingerprint in the directory of `last_path`.
+fn find_in_dir(last_path: &Path, key: &FileKey) -> Option<(PathBuf, File, u64)> {
+    let dir = last_path.parent()?;
+    for entry in fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() || meta.dev() != key.dev || meta.ino() != key.ino {
+            continue;
+        }
+        let file = File::open(&path).ok()?;
+        if fingerprint::of_file(&file).ok()?? == key.fingerprint {
+            return Some((path, file, meta.len()));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn settings() -> ReadSettings {
+        ReadSettings {
+            read_chunk_bytes: 4096,
+            max_line_bytes: 1024,
+            partial_line_timeout: Duration::from_secs(3600),
+            rotate_wait: Duration::ZERO,
+            release_unacked_after: Duration::from_secs(3600),
+        }
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Reads everything available, handing each chunk over and acknowledging it.
+    fn drain(set: &mut FileSet, now: Instant) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(chunk) = set.read(now) {
+            for l in &chunk.lines {
+                out.push(
+                    String::from_utf8_lossy(
+                        &chunk.data[l.start as usize..(l.start + l.len) as usize],
+                    )
+                    .into_owned(),
+                );
+            }
+            set.handed_over(chunk.position);
+            set.acknowledge(&[Ack {
+                key: chunk.key,
+                offset: chunk.position.end_offset,
+            }]);
+        }
+        out
+    }
+
+    #[test]
+    fn reads_from_the_start_then_resumes_from_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        append(&log, "a\nb\npart");
+        let now = Instant::now();
+        let mut set = FileSet::new(
+            log.to_str().unwrap(),
+            settings(),
+            Checkpoints::empty(dir.path()),
+        );
+        assert!(matches!(
+            &set.discover(now)[..],
+            [Event::Opened { offset: 0, .. }]
+        ));
+        assert_eq!(drain(&mut set, now), ["a", "b"]);
+        append(&log, "ial\nc\n");
+        assert_eq!(drain(&mut set, now), ["partial", "c"]);
+        set.save_checkpoints().unwrap();
+
+        append(&log, "d\n");
+        let mut again = FileSet::new(
+            log.to_str().unwrap(),
+            settings(),
+            Checkpoints::load(dir.path()).unwrap(),
+        );
+        assert!(matches!(
+            &again.discover(now)[..],
+            [Event::Opened { offset: 14, .. }]
+        ));
+        assert_eq!(drain(&mut again, now), ["d"]);
+    }
+
+    #[test]
+    fn a_partial_line_is_sent_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        append(&log, "first\nno newline");
+        let mut s = settings();
+        s.partial_line_timeout = Duration::from_millis(100);
+        let now = Instant::now();
+        let mut set = FileSet::new(log.to_str().unwrap(), s, Checkpoints::empty(dir.path()));
+        set.discover(now);
+        assert_eq!(drain(&mut set, now), ["first"]);
+        assert!(drain(&mut set, now + Duration::from_millis(50)).is_empty());
+        assert_eq!(
+            drain(&mut set, now + Duration::from_millis(150)),
+            ["no newline"]
+        );
+    }
+
+    #[test]
+    fn rename_rotation_finishes_the_old_file_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        append(&log, "old1\n");
+        let now = Instant::now();
+        let mut set = FileSet::new(
+            log.to_str().unwrap(),
+            settings(),
+            Checkpoints::empty(dir.path()),
+        );
+        set.discover(now);
+        assert_eq!(drain(&mut set, now), ["old1"]);
+        append(&log, "old2\n");
+        fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+        append(&log, "new1\n");
+        let events = set.discover(now);
+        assert!(events.contains(&Event::Rotated { path: log.clone() }));
+        assert_eq!(drain(&mut set, now), ["old2", "new1"]);
+        let events = set.discover(now);
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                Event::Released {
+                    unacknowledged: 0,
+                    ..
+                }
+            )),
+            "{events:?}"
+        );
+        assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn copytruncate_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        append(&log, "one\ntwo\n");
+        let now = Instant::now();
+        let mut set = FileSet::new(
+            log.to_str().unwrap(),
+            settings(),
+            Checkpoints::empty(dir.path()),
+        );
+        set.discover(now);
+        assert_eq!(drain(&mut set, now), ["one", "two"]);
+        fs::copy(&log, dir.path().join("app.log.1")).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        // Grows past the old position before the next poll: the fingerprint tells.
+        append(&log, "three-is-longer\n");
+        let events = set.discover(now);
+        assert!(events.contains(&Event::Truncated { path: log.clone() }));
+        assert_eq!(drain(&mut set, now), ["three-is-longer"]);
+    }
+
+    #[test]
+    fn a_file_renamed_while_down_is_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        append(&log, "a\n");
+        let now = Instant::now();
+        let mut set = FileSet::new(
+            log.to_str().unwrap(),
+            settings(),
+            Checkpoints::empty(dir.path()),
+        );
+        set.discover(now);
+        assert_eq!(drain(&mut set, now), ["a"]);
+        set.save_checkpoints().unwrap();
+        append(&log, "b\n");
+        fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+        append(&log, "c\n");
+        let mut again = FileSet::new(
+            log.to_str().unwrap(),
+            settings(),
+            Checkpoints::load(dir.path()).unwrap(),
+        );
+        again.discover(now);
+        assert!(matches!(
+            &again.recover(now)[..],
+            [Event::Recovered { offset: 2, .. }]
+        ));
+        assert_eq!(drain(&mut again, now), ["b", "c"]);
+    }
+}

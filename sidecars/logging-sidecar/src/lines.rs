@@ -1,0 +1,143 @@
+//! Splitting a chunk read from a file into lines: the tailer's plain logic.
+//!
+//! The tailer reads large chunks and hands them on whole; a line is a span of that chunk
+//! plus the file offset where it starts (the basis of its `event_id`). Only complete lines
+//! are taken: the bytes after the last newline stay in the file and are read again with
+//! the next chunk, so a partial line waits for its newline. Two exceptions keep a
+//! reader from waiting forever: a line longer than the maximum is cut at the maximum
+//! (and the rest of it, up to its newline, skipped), and an unterminated last line that
+//! has sat at the end of the file past the partial-line timeout is taken as it is.
+
+use memchr::memchr_iter;
+
+/// One line inside a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line {
+    /// Start of the line within the chunk.
+    pub start: u32,
+    /// Length without the newline (and without a trailing `\r`).
+    pub len: u32,
+    /// File offset of the line's first byte.
+    pub offset: u64,
+    /// The line was longer than the maximum and was cut.
+    pub truncated: bool,
+}
+
+/// What a chunk gave.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Split {
+    pub lines: Vec<Line>,
+    /// Bytes of the chunk taken (lines, their newlines and skipped bytes).
+    pub consumed: usize,
+    /// The reader is inside an over-long line whose rest must be skipped.
+    pub skipping: bool,
+}
+
+/// Splits `chunk`, read at file offset `offset`.
+///
+/// `skipping` says the chunk starts inside an over-long line already cut; `flush_partial`
+/// takes an unterminated tail as a line (the partial-line timeout expired at end of file).
+pub fn split(
+    chunk: &[u8],
+    offset: u64,
+    max_line_bytes: usize,
+    mut skipping: bool,
+    flush_partial: bool,
+) -> Split {
+    let mut lines = Vec::with_capacity(chunk.len() / 128 + 1);
+    let mut start = 0usize;
+    for nl in memchr_iter(b'\n', chunk) {
+        if skipping {
+            skipping = false;
+        } else {
+            lines.push(make_line(chunk, start, nl, offset, max_line_bytes));
+        }
+        start = nl + 1;
+    }
+    let tail = chunk.len() - start;
+    let mut consumed = start;
+    if tail > 0 {
+        if skipping {
+            consumed = chunk.len();
+        } else if tail > max_line_bytes {
+            lines.push(make_line(chunk, start, chunk.len(), offset, max_line_bytes));
+            consumed = chunk.len();
+            skipping = true;
+        } else if flush_partial {
+            lines.push(make_line(chunk, start, chunk.len(), offset, max_line_bytes));
+            consumed = chunk.len();
+        }
+    }
+    Split {
+        lines,
+        consumed,
+        skipping,
+    }
+}
+
+fn make_line(chunk: &[u8], start: usize, end: usize, offset: u64, max: usize) -> Line {
+    let mut len = end - start;
+    if len > 0 && chunk[start + len - 1] == b'\r' {
+        len -= 1;
+    }
+    let truncated = len > max;
+    Line {
+        start: start as u32,
+        len: len.min(max) as u32,
+        offset: offset + start as u64,
+        truncated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts<'a>(chunk: &'a [u8], s: &Split) -> Vec<&'a [u8]> {
+        s.lines
+            .iter()
+            .map(|l| &chunk[l.start as usize..(l.start + l.len) as usize])
+            .collect()
+    }
+
+    #[test]
+    fn complete_lines_are_taken_and_the_tail_waits() {
+        let chunk = b"one\ntwo\r\nthr";
+        let s = split(chunk, 100, 1024, false, false);
+        assert_eq!(texts(chunk, &s), [&b"one"[..], b"two"]);
+        assert_eq!(s.consumed, 9);
+        assert_eq!(s.lines[1].offset, 104);
+        assert!(!s.skipping);
+    }
+
+    #[test]
+    fn a_partial_tail_is_flushed_on_request() {
+        let chunk = b"one\nthr";
+        let s = split(chunk, 0, 1024, false, true);
+        assert_eq!(texts(chunk, &s), [&b"one"[..], b"thr"]);
+        assert_eq!(s.consumed, 7);
+    }
+
+    #[test]
+    fn over_long_lines_are_cut_and_their_rest_skipped() {
+        let chunk = b"abcdefghij\nok\nxyzxyzxyzxyz";
+        let s = split(chunk, 0, 4, false, false);
+        assert_eq!(texts(chunk, &s), [&b"abcd"[..], b"ok", b"xyzx"]);
+        assert!(s.lines[0].truncated && !s.lines[1].truncated && s.lines[2].truncated);
+        assert_eq!(s.consumed, chunk.len());
+        assert!(s.skipping);
+        // The next chunk starts inside the cut line: its rest is skipped.
+        let next = b"rest\nnext\n";
+        let s = split(next, 26, 4, true, false);
+        assert_eq!(texts(next, &s), [&b"next"[..]]);
+        assert_eq!(s.lines[0].offset, 31);
+        assert!(!s.skipping);
+    }
+
+    #[test]
+    fn empty_lines_are_lines() {
+        let chunk = b"\n\nx\n";
+        let s = split(chunk, 0, 8, false, false);
+        assert_eq!(texts(chunk, &s), [&b""[..], b"", b"x"]);
+    }
+}

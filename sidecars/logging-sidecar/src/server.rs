@@ -1,0 +1,283 @@
+//! Start-up, the HTTP endpoints, and the drain on SIGTERM or SIGINT.
+//!
+//! `main` only calls [`main`]. The actors are wired here: the tailer's supervisor starts
+//! first so that its address can be handed to the forwarder for acknowledgements. The
+//! HTTP server (one worker) serves `/health` and `/metrics`. On a signal the tailer stops
+//! reading, the forwarder closes its open batch, and the process waits, up to the
+//! shutdown grace, for every batch to be acknowledged and checkpointed before it exits.
+
+use std::cell::RefCell;
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Addr, Supervisor};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context as _;
+use prometheus::Registry;
+use serde_json::json;
+use shared::config::{ProcessEnv, EXIT_CONFIG};
+use shared::http::{self, HttpMetrics};
+use shared::{cli, healthcheck, jsonlog};
+
+use crate::checkpoint::{CheckpointError, Checkpoints, CHECKPOINT_FILE};
+use crate::config::{SidecarConfig, SETTINGS_HELP, STATE_DIR};
+use crate::enrich::Splicer;
+use crate::enricher::Enricher;
+use crate::fault::Fault;
+use crate::files::{FileSet, ReadSettings};
+use crate::forwarder::{Flush, Forwarder, ForwarderSettings, Outstanding};
+use crate::metrics::{Metrics, Readiness};
+use crate::tailer::{SaveCheckpoints, StopReading, Tailer};
+
+pub const PROGRAM: &str = "logging-sidecar";
+
+/// The whole life of the binary.
+pub fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{PROGRAM}: {e}; try --help");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match command {
+        cli::Command::Help => {
+            print!(
+                "{}",
+                cli::usage(
+                    PROGRAM,
+                    "Tails a log file and forwards each record, enriched, to the log aggregator.",
+                    SETTINGS_HELP
+                )
+            );
+            return ExitCode::SUCCESS;
+        }
+        cli::Command::Version => {
+            println!("{PROGRAM} {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let config = match SidecarConfig::from_env(&ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            e.report(PROGRAM);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if command == cli::Command::Healthcheck {
+        return healthcheck::run(PROGRAM, config.listen);
+    }
+    if let Err(e) = jsonlog::init(PROGRAM, None) {
+        eprintln!("{PROGRAM}: {e}");
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = check_state_dir(&config.state_dir) {
+        eprintln!(
+            "{PROGRAM}: configuration error: {STATE_DIR}={:?}: {e}",
+            config.state_dir.display().to_string()
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match actix_rt::System::new().block_on(run(config)) {
+        Ok(()) => {
+            log::info!("Stopped.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("The sidecar failed: {e:#}.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The state directory must exist (it is created) and be writable, or checkpoints fail.
+fn check_state_dir(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let probe = dir.join(".logging-sidecar-write-test");
+    fs::write(&probe, b"ok")?;
+    fs::remove_file(&probe)
+}
+
+/// Loads the checkpoints; a corrupt file is reported, kept aside, and reading restarts.
+fn load_checkpoints(state_dir: &Path) -> Checkpoints {
+    match Checkpoints::load(state_dir) {
+        Ok(cp) => cp,
+        Err(e) => {
+            let aside = state_dir.join(format!("{CHECKPOINT_FILE}.corrupt"));
+            let kept = matches!(e, CheckpointError::Corrupt { .. })
+                && fs::rename(state_dir.join(CHECKPOINT_FILE), &aside).is_ok();
+            log::warn!(
+                error = e.to_string().as_str(),
+                kept_as = if kept { aside.display().to_string() } else { String::new() }.as_str();
+                "The checkpoint file is unusable; every file is read from its start, and the aggregator drops the lines it already holds."
+            );
+            Checkpoints::empty(state_dir)
+        }
+    }
+}
+
+async fn run(config: SidecarConfig) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry).context("registering metrics")?;
+    let http_metrics = HttpMetrics::register(&registry, PROGRAM).context("registering metrics")?;
+    let readiness = Arc::new(Readiness::default());
+    if config.service_name == crate::config::DEFAULT_SERVICE_NAME {
+        log::warn!(
+            "SERVICE_NAME is not set; records are marked as forwarded for \"unknown-service\"."
+        );
+    }
+
+    let files = FileSet::new(
+        &config.log_path,
+        ReadSettings {
+            read_chunk_bytes: config.read_chunk_bytes,
+            max_line_bytes: config.max_line_bytes,
+            partial_line_timeout: config.partial_line_timeout,
+            rotate_wait: config.rotate_wait,
+            release_unacked_after: config.release_unacked_after,
+        },
+        load_checkpoints(&config.state_dir),
+    );
+    let settings = ForwarderSettings {
+        url: config.aggregator_url.clone(),
+        token: config.aggregator_token.clone(),
+        gzip: config.gzip,
+        batch_max_records: config.batch_max_records,
+        batch_max_bytes: config.batch_max_bytes,
+        batch_linger: config.batch_linger,
+        max_in_flight_batches: config.max_in_flight_batches,
+        request_timeout: config.request_timeout,
+        retry_initial: config.retry_initial,
+        retry_max: config.retry_max,
+    };
+    let splicer = Splicer::new(
+        &config.service_name,
+        &config.forwarded_by(),
+        &config.environment,
+    );
+
+    // The supervisor's factory must be 'static: the forwarder's address comes back
+    // through a shared slot.
+    let forwarder_addr: Rc<RefCell<Option<Addr<Forwarder>>>> = Rc::default();
+    let tailer = {
+        let (metrics, readiness) = (metrics.clone(), readiness.clone());
+        let faults = config.faults.clone();
+        let (poll, checkpoint_every) = (config.poll_interval, config.checkpoint_interval);
+        let forwarder_slot = forwarder_addr.clone();
+        Supervisor::start(move |ctx: &mut actix::Context<Tailer>| {
+            let acks_to = actix::AsyncContext::address(ctx).recipient();
+            let forwarder = {
+                let (m, r, f) = (
+                    metrics.clone(),
+                    readiness.clone(),
+                    Fault::new(faults.forwarder),
+                );
+                Supervisor::start(move |_| Forwarder::new(settings, acks_to, f, m, r))
+            };
+            *forwarder_slot.borrow_mut() = Some(forwarder.clone());
+            let enricher = {
+                let (m, f) = (metrics.clone(), Fault::new(faults.enricher));
+                Supervisor::start(move |_| Enricher::new(splicer, forwarder, f, m))
+            };
+            Tailer::new(
+                files,
+                enricher,
+                poll,
+                checkpoint_every,
+                Fault::new(faults.tailer),
+                metrics,
+                readiness,
+            )
+        })
+    };
+    let forwarder = forwarder_addr
+        .take()
+        .context("the forwarder did not start")?;
+
+    let service = config.forwarded_by();
+    let health_readiness = readiness.clone();
+    let registry = web::Data::new(registry);
+    let http_metrics = web::Data::new(http_metrics);
+    let server = HttpServer::new(move || {
+        let readiness = health_readiness.clone();
+        let service = service.clone();
+        App::new()
+            .app_data(registry.clone())
+            .app_data(http_metrics.clone())
+            .wrap(from_fn(http::observe))
+            .route(
+                "/health",
+                web::get().to(move || {
+                    let answer = match readiness.check() {
+                        Ok(()) => HttpResponse::Ok().json(json!({
+                            "status": "healthy", "service": service
+                        })),
+                        Err(reason) => HttpResponse::ServiceUnavailable().json(json!({
+                            "status": "starting", "service": service, "reason": reason
+                        })),
+                    };
+                    async move { answer }
+                }),
+            )
+            .route("/metrics", web::get().to(http::metrics_endpoint))
+            .default_service(web::to(http::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(config.listen)
+    .with_context(|| format!("binding LISTEN_ADDR={}", config.listen))?;
+    for addr in server.addrs() {
+        log::info!(
+            log_path = config.log_path.as_str(),
+            state_dir = config.state_dir.display().to_string().as_str(),
+            aggregator_url = config.aggregator_url.as_str();
+            "Listening on http://{addr}."
+        );
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+
+    wait_for_signal().await?;
+    log::info!(grace_ms = config.shutdown_grace.as_millis() as u64; "Draining: delivering what was read before stopping.");
+    drain(&tailer, &forwarder, config.shutdown_grace).await;
+    handle.stop(true).await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// Stops reading, then waits for the forwarder to empty, then saves the checkpoints.
+async fn drain(tailer: &Addr<Tailer>, forwarder: &Addr<Forwarder>, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    let _ = tailer.send(StopReading).await;
+    let _ = forwarder.send(Flush).await;
+    loop {
+        match forwarder.send(Outstanding).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) if Instant::now() >= deadline => {
+                log::warn!(batches = n; "The shutdown grace ran out with batches unacknowledged; they are read again at the next start.");
+                break;
+            }
+            Ok(_) => actix_rt::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    let _ = tailer.send(SaveCheckpoints).await;
+}
