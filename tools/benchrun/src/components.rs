@@ -206,7 +206,9 @@ pub fn build(root: &Path, packages: &[&str], examples: &[&str]) -> Result<(), St
     Err(tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
 }
 
-/// The figures of the last `BENCH_JSON` line of `stdout`.
+/// The figures of the last `BENCH_JSON` line of `stdout`. Every figure is a count, a
+/// rate, a time or a size, so a negative value is how a benchmark says it could not
+/// measure one: it is left out, not averaged in.
 pub fn parse_bench_json(stdout: &str) -> Result<BTreeMap<String, f64>, String> {
     let line = stdout
         .lines()
@@ -221,7 +223,7 @@ pub fn parse_bench_json(stdout: &str) -> Result<BTreeMap<String, f64>, String> {
     let object = value.as_object().ok_or("BENCH_JSON is not an object")?;
     Ok(object
         .iter()
-        .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x)))
+        .filter_map(|(k, v)| v.as_f64().filter(|x| *x >= 0.0).map(|x| (k.clone(), x)))
         .collect())
 }
 
@@ -299,8 +301,12 @@ mod tests {
 
     #[test]
     fn the_last_line_carries_the_figures() {
-        let out = "table\nrow 1\nBENCH_JSON {\"a_per_s\": 12.5, \"b_ms\": 3, \"note\": \"x\"}\n\n";
+        let out = "table\nrow 1\nBENCH_JSON {\"a_per_s\": 12.5, \"b_ms\": 3, \"note\": \"x\", \"c_ms\": -1}\n\n";
         let f = parse_bench_json(out).unwrap();
+        assert!(
+            !f.contains_key("c_ms"),
+            "a negative value means not measured"
+        );
         assert_eq!(f["a_per_s"], 12.5);
         assert_eq!(f["b_ms"], 3.0);
         assert!(!f.contains_key("note"));
