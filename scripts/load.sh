@@ -26,6 +26,9 @@ if needs_build; then
         echo "load.sh: the build failed; see the messages above." >&2
         exit 1
     fi
+    # cargo leaves an up-to-date binary untouched; mark it current so the next run
+    # does not call cargo again for a change (say, to Cargo.lock) that did not affect it.
+    touch "$bin"
 fi
 
 exec "$bin" "$@"
