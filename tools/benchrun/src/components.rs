@@ -31,6 +31,7 @@ pub struct Bench {
     pub known: &'static [Known],
 }
 
+#[rustfmt::skip]
 pub const BENCHES: &[Bench] = &[
     Bench {
         id: "sidecar",
@@ -38,37 +39,15 @@ pub const BENCHES: &[Bench] = &[
         package: "logging-sidecar",
         example: "sidecar_bench",
         known: &[
-            known(
-                "e2e_lines_per_s",
-                "throughput into the aggregator",
-                "lines/s",
-                true,
-            ),
-            known(
-                "alone_lines_per_s",
-                "throughput alone, into a counting sink",
-                "lines/s",
-                true,
-            ),
-            known(
-                "latency_p50_ms",
-                "write-to-queryable latency p50",
-                "ms",
-                false,
-            ),
-            known(
-                "latency_p99_ms",
-                "write-to-queryable latency p99",
-                "ms",
-                false,
-            ),
+            known("e2e_lines_per_s", "throughput into the aggregator", "lines/s", true),
+            known("alone_lines_per_s", "throughput alone, into a counting sink", "lines/s", true),
+            known("latency_p50_ms", "write-to-queryable latency p50", "ms", false),
+            known("latency_p99_ms", "write-to-queryable latency p99", "ms", false),
+            known("sink_latency_p50_ms", "write-to-sink latency p50, alone", "ms", false),
+            known("sink_latency_p99_ms", "write-to-sink latency p99, alone", "ms", false),
             known("peak_rss_mib", "peak RSS", "MiB", false),
-            known(
-                "cpu_seconds_per_million",
-                "CPU per million lines",
-                "s",
-                false,
-            ),
+            known("cpu_seconds_per_million", "CPU per million lines, alone", "s", false),
+            known("e2e_cpu_seconds_per_million", "CPU per million lines, into the aggregator", "s", false),
         ],
     },
     Bench {
@@ -77,13 +56,15 @@ pub const BENCHES: &[Bench] = &[
         package: "log-aggregator",
         example: "aggregator_bench",
         known: &[
-            known("ingest_records_per_s", "ingest", "records/s", true),
+            known("ingest_records_per_s", "ingest over HTTP, durable", "records/s", true),
+            known("store_ingest_records_per_s", "ingest into the store alone", "records/s", true),
             known("query_service_p50_ms", "query by service p50", "ms", false),
             known("query_service_p99_ms", "query by service p99", "ms", false),
             known("query_newest_p50_ms", "query newest page p50", "ms", false),
             known("query_newest_p99_ms", "query newest page p99", "ms", false),
             known("query_text_p50_ms", "text search p50", "ms", false),
             known("query_text_p99_ms", "text search p99", "ms", false),
+            known("records", "records in the store queried", "records", true),
         ],
     },
     Bench {
@@ -92,24 +73,10 @@ pub const BENCHES: &[Bench] = &[
         package: "metrics-sidecar",
         example: "relabel_bench",
         known: &[
-            known(
-                "relabel_samples_per_s_10k",
-                "relabel rate, 10k-sample scrape",
-                "samples/s",
-                true,
-            ),
-            known(
-                "relabel_samples_per_s_100k",
-                "relabel rate, 100k-sample scrape",
-                "samples/s",
-                true,
-            ),
-            known(
-                "rss_mib_holding_100k",
-                "RSS holding a 100k-sample scrape",
-                "MiB",
-                false,
-            ),
+            known("relabel_samples_per_s_10k", "relabel rate, 10k-sample scrape", "samples/s", true),
+            known("relabel_samples_per_s_100k", "relabel rate, 100k-sample scrape", "samples/s", true),
+            known("rss_mib_holding_100k", "RSS holding a 100k-sample scrape", "MiB", false),
+            known("rss_peak_mib_100k", "peak RSS around a 100k-sample scrape", "MiB", false),
         ],
     },
 ];

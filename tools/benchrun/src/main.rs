@@ -194,37 +194,45 @@ fn run(
     // scripts/bench.sh has just built the workspace (binaries, loadgen, this harness);
     // only the benchmark examples are built here, each on its own so one that does not
     // compile costs only its own figures.
-    let scratch = tempfile::Builder::new().prefix("benchrun-").tempdir()?;
-    let mut sections: Vec<Section> = Vec::new();
+    // Every example is built before anything is measured, so no build runs beside a
+    // measurement.
+    let mut built = Vec::new();
     for bench in BENCHES.iter().filter(|b| wanted(b.id)) {
         if children::interrupted() {
             break;
         }
-        let values = ws.find(bench).and_then(|()| {
+        let program = ws.find(bench).and_then(|()| {
             eprintln!(
                 "benchrun: Building {} (cargo build --release -p {} --example {})...",
                 bench.title, bench.package, bench.example
             );
             components::build(&root, &[bench.package], &[bench.example])
+                .map(|()| ws.target_dir.join("release/examples").join(bench.example))
                 .map_err(|e| format!("the build failed: {}", e.lines().last().unwrap_or_default()))
         });
-        let section = match values {
-            Ok(()) => {
-                let program = ws.target_dir.join("release/examples").join(bench.example);
-                components::run(bench, &program, runs, quick, scratch.path())
-            }
-            Err(why) => {
-                eprintln!("benchrun: {}: {why}", bench.title);
-                Section {
-                    id: bench.id,
-                    title: bench.title.to_owned(),
-                    source: format!("-p {} --example {}", bench.package, bench.example),
-                    known: bench.known,
-                    values: Err(why),
-                }
-            }
-        };
-        sections.push(section);
+        if let Err(why) = &program {
+            eprintln!("benchrun: {}: {why}", bench.title);
+        }
+        built.push((bench, program));
+    }
+    let building = started.elapsed();
+
+    let scratch = tempfile::Builder::new().prefix("benchrun-").tempdir()?;
+    let mut sections: Vec<Section> = Vec::new();
+    for (bench, program) in built {
+        if children::interrupted() {
+            break;
+        }
+        sections.push(match program {
+            Ok(program) => components::run(bench, &program, runs, quick, scratch.path()),
+            Err(why) => Section {
+                id: bench.id,
+                title: bench.title.to_owned(),
+                source: format!("-p {} --example {}", bench.package, bench.example),
+                known: bench.known,
+                values: Err(why),
+            },
+        });
     }
     if wanted("cost") && !children::interrupted() {
         // A component is there when its binary is: in the workspace's release build, or
@@ -264,8 +272,9 @@ fn run(
     println!();
     print!("{}", figures::table(&sections));
     println!(
-        "\nTook {:.0} s (the workspace build before it aside).",
-        started.elapsed().as_secs_f64()
+        "\nMeasuring took {:.0} s, after {:.0} s building the benchmark examples.",
+        (started.elapsed() - building).as_secs_f64(),
+        building.as_secs_f64()
     );
     if let Some(path) = json {
         let results = figures::results(&sections, &machine, &commit, quick);
