@@ -117,6 +117,17 @@ fn cpu_seconds() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
+/// CPU seconds the calling thread has used so far.
+fn thread_cpu_seconds() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the struct we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -274,10 +285,12 @@ fn main() {
         })
         .collect();
     let t = Instant::now();
+    let cpu0 = thread_cpu_seconds();
     for batch in &parsed {
         store.insert(batch).expect("insert");
     }
     let store_rate = opts.store_records as f64 / t.elapsed().as_secs_f64();
+    let store_cpu_rate = opts.store_records as f64 / (thread_cpu_seconds() - cpu0);
 
     println!("log-aggregator benchmark");
     println!(
@@ -300,6 +313,11 @@ fn main() {
         "store alone (no HTTP, no parsing)",
         format!("{store_rate:.0} rec/s")
     );
+    println!(
+        "{:<34} {:>12}",
+        "  per CPU second (one thread)",
+        format!("{store_cpu_rate:.0} rec/s")
+    );
     println!();
     println!(
         "{:<34} {:>9} {:>9} {:>10}",
@@ -312,8 +330,16 @@ fn main() {
     out.insert("records".into(), json!(opts.records));
     out.insert("ingest_records_per_s".into(), json!(ingest_rate.round()));
     out.insert(
+        "ingest_records_per_cpu_s".into(),
+        json!(ingest_cpu_rate.round()),
+    );
+    out.insert(
         "store_ingest_records_per_s".into(),
         json!(store_rate.round()),
+    );
+    out.insert(
+        "store_ingest_records_per_cpu_s".into(),
+        json!(store_cpu_rate.round()),
     );
     for (name, p50, p99, _) in &lat {
         out.insert(

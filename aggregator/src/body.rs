@@ -135,11 +135,23 @@ fn parse_ndjson(text: &str, received: &Received) -> Result<Vec<Record>, BodyErro
         }
         let record = record::parse(line, received).map_err(|error| BodyError::Line {
             line: index + 1,
-            error,
+            error: within_line(error),
         })?;
         records.push(record);
     }
     Ok(records)
+}
+
+/// serde_json places an error at `line 1 column N` of the one line it was given; the
+/// line number that matters is the body's, so only the column is kept.
+fn within_line(error: RecordError) -> RecordError {
+    match error {
+        RecordError::Json(msg) => match msg.rsplit_once(" at line 1 column ") {
+            Some((what, column)) => RecordError::Json(format!("{what} at column {column}")),
+            None => RecordError::Json(msg),
+        },
+        other => other,
+    }
 }
 
 fn parse_json(text: &str, received: &Received) -> Result<Vec<Record>, BodyError> {
@@ -220,7 +232,10 @@ mod tests {
         let r = received();
         let err = parse_batch(b"{\"a\":1}\n\n{\"b\":\n", Format::Ndjson, &r).unwrap_err();
         assert!(matches!(err, BodyError::Line { line: 3, .. }), "{err}");
-        assert!(err.to_string().starts_with("line 3: invalid JSON"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "line 3: invalid JSON: EOF while parsing a value at column 5"
+        );
         let err = parse_batch(b"[{\"a\":1}, 5]", Format::Json, &r).unwrap_err();
         assert_eq!(
             err.to_string(),

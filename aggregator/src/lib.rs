@@ -7,7 +7,7 @@
 //! - [`body`]: a `POST /logs` body (object, array or NDJSON, gzip or not) into records.
 //! - [`record`]: one JSON object checked, its indexed fields read, stamped on arrival.
 //! - [`routes`]: the HTTP handlers; they ask the actors below and shape the answers.
-//! - [`writer`]: the actor that owns the write connection; one transaction per batch,
+//! - [`writer`]: the actor that owns the write connection; group commit of queued batches,
 //!   retention between batches.
 //! - [`checkpointer`]: the actor that copies the WAL into the database, off the
 //!   writer's path.

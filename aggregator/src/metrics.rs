@@ -57,7 +57,7 @@ impl Metrics {
             batch_commit: Histogram::with_opts(
                 HistogramOpts::new(
                     "aggregator_batch_commit_duration_seconds",
-                    "Time the writer took to store and commit one batch.",
+                    "Time the writer took to store and commit one transaction (the batches queued since the last one).",
                 )
                 .buckets(vec![
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,

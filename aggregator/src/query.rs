@@ -184,13 +184,10 @@ pub fn text_phrase(q: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// Parameters as actix-web decodes them from a query string.
     fn params(pairs: &[(&str, &str)]) -> LogParams {
         let qs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        serde_urlencoded_like(&qs.join("&"))
-    }
-
-    fn serde_urlencoded_like(qs: &str) -> LogParams {
-        actix_web::web::Query::<LogParams>::from_query(qs)
+        actix_web::web::Query::<LogParams>::from_query(&qs.join("&"))
             .unwrap()
             .into_inner()
     }

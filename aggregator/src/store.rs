@@ -13,14 +13,15 @@
 //!   transaction as the records, so totals, `/logs/count` and `/health` cost a few rows
 //!   instead of a scan.
 //!
-//! A batch is one transaction: when [`Store::insert`] returns, the batch is committed.
+//! Batches are stored inside one transaction (several at once for group commit): when
+//! [`Store::insert_batches`] returns, they are committed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags};
 
 use crate::config::SyncMode;
 use crate::query::{text_phrase, LogQuery, Order};
@@ -81,7 +82,7 @@ CREATE TABLE IF NOT EXISTS counts (
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {path}")]
     CreateDir {
         path: PathBuf,
         source: std::io::Error,
@@ -90,8 +91,11 @@ pub enum StoreError {
         "database {path} has schema version {found}, newer than this build's {SCHEMA_VERSION}"
     )]
     NewerSchema { path: PathBuf, found: i64 },
-    #[error("sqlite: {0}")]
+    #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// The commit shared by several batches failed; each of them gets this copy.
+    #[error("{0}")]
+    Shared(String),
 }
 
 /// What one batch did.
@@ -204,10 +208,16 @@ impl Store {
 
     /// Stores a batch in one transaction; a record whose `event_id` is stored is skipped.
     pub fn insert(&mut self, records: &[Record]) -> Result<Inserted, StoreError> {
+        Ok(self.insert_batches(&[records])?[0])
+    }
+
+    /// Stores several batches in one transaction (group commit), each counted on its
+    /// own, in order: a record repeated in a later batch is that batch's duplicate.
+    pub fn insert_batches(&mut self, batches: &[&[Record]]) -> Result<Vec<Inserted>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut done = Inserted::default();
+        let mut outcome = Vec::with_capacity(batches.len());
         let mut counts: HashMap<(&str, &str), i64> = HashMap::new();
         {
             let mut insert = tx.prepare_cached(
@@ -217,33 +227,37 @@ impl Store {
             let mut text = tx.prepare_cached(
                 "INSERT INTO logs_text (rowid, message, request_id) VALUES (?1, ?2, ?3)",
             )?;
-            for r in records {
-                let changed = insert.execute(params![
-                    r.ts_us,
-                    r.service,
-                    r.level,
-                    r.request_id,
-                    r.event_id,
-                    r.body
-                ])?;
-                if changed == 0 {
-                    done.duplicates += 1;
-                    continue;
+            for records in batches {
+                let mut done = Inserted::default();
+                for r in records.iter() {
+                    let changed = insert.execute(params![
+                        r.ts_us,
+                        r.service,
+                        r.level,
+                        r.request_id,
+                        r.event_id,
+                        r.body
+                    ])?;
+                    if changed == 0 {
+                        done.duplicates += 1;
+                        continue;
+                    }
+                    done.stored += 1;
+                    if r.message.is_some() || r.request_id.is_some() {
+                        text.execute(params![tx.last_insert_rowid(), r.message, r.request_id])?;
+                    }
+                    let key = (
+                        r.service.as_deref().unwrap_or(NONE_KEY),
+                        r.level.as_deref().unwrap_or(NONE_KEY),
+                    );
+                    *counts.entry(key).or_default() += 1;
                 }
-                done.stored += 1;
-                if r.message.is_some() || r.request_id.is_some() {
-                    text.execute(params![tx.last_insert_rowid(), r.message, r.request_id])?;
-                }
-                let key = (
-                    r.service.as_deref().unwrap_or(NONE_KEY),
-                    r.level.as_deref().unwrap_or(NONE_KEY),
-                );
-                *counts.entry(key).or_default() += 1;
+                outcome.push(done);
             }
             add_counts(&tx, &counts)?;
         }
         tx.commit()?;
-        Ok(done)
+        Ok(outcome)
     }
 
     /// One page of records matching `q`, and how many match in all.
@@ -484,15 +498,6 @@ impl Store {
     pub fn sqlite_version() -> &'static str {
         rusqlite::version()
     }
-
-    /// The time of the oldest record, if any (used by tests and the start-up log).
-    pub fn oldest_ts(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT min(ts) FROM logs", [], |r| r.get(0))
-            .optional()?
-            .flatten())
-    }
 }
 
 fn add_counts(
@@ -691,6 +696,69 @@ mod tests {
             sorted.dedup();
             assert_eq!(sorted.len(), 50, "{o}");
             assert_eq!(seen.len(), 50, "{o}");
+        }
+    }
+
+    #[test]
+    fn batches_committed_together_are_counted_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Store::open_writer(dir.path(), SyncMode::Normal).unwrap();
+        let a: Vec<Record> = (0..5)
+            .map(|i| rec(i, "s", "info", Some(&format!("e{i}")), "m"))
+            .collect();
+        let b: Vec<Record> = (3..8)
+            .map(|i| rec(i, "s", "info", Some(&format!("e{i}")), "m"))
+            .collect();
+        let done = w.insert_batches(&[&a, &b, &[]]).unwrap();
+        assert_eq!(
+            done,
+            [
+                Inserted {
+                    stored: 5,
+                    duplicates: 0
+                },
+                Inserted {
+                    stored: 3,
+                    duplicates: 2
+                },
+                Inserted::default()
+            ]
+        );
+        assert_eq!(w.stored().unwrap(), 8);
+    }
+
+    #[test]
+    fn cursors_split_records_that_share_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Store::open_writer(dir.path(), SyncMode::Normal).unwrap();
+        let same: Vec<Record> = (0..10)
+            .map(|i| {
+                let mut r = rec(i, "s", "info", None, "m");
+                r.ts_us = 1_000;
+                r
+            })
+            .collect();
+        w.insert(&same).unwrap();
+        for (order, o) in [(Order::Asc, "asc"), (Order::Desc, "desc")] {
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..10 {
+                let mut pairs = vec![("limit", "3".to_owned()), ("order", o.to_owned())];
+                pairs.extend(cursor.clone().map(|c| ("cursor", c)));
+                let pairs: Vec<(&str, &str)> =
+                    pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let p = query(&w, &pairs);
+                seen.extend(ids(&p));
+                match p.last {
+                    Some((ts_us, id)) => cursor = Some(Cursor { order, ts_us, id }.encode()),
+                    None => break,
+                }
+            }
+            let mut want: Vec<u64> = (0..10).collect();
+            if order == Order::Desc {
+                want.reverse();
+            }
+            assert_eq!(seen, want, "{o}");
         }
     }
 

@@ -1,10 +1,13 @@
 //! The writer actor: the one owner of the store's write connection.
 //!
 //! It runs on its own arbiter (a dedicated thread), because SQLite calls block. Batches
-//! arrive one message at a time, each stored in one transaction and answered only after
-//! the commit, which is what makes a `POST /logs` acknowledgement durable. Retention runs
-//! here too, between batches, one bounded chunk per turn, so it never stalls ingestion
-//! for long.
+//! are answered only after their commit, which is what makes a `POST /logs`
+//! acknowledgement durable. Group commit: an [`Ingest`] only queues its batch; the
+//! mailbox is drained first, then one [`Commit`] stores every queued batch in one
+//! transaction. Under load, batches that arrived during a commit share the next one;
+//! alone, a batch is committed at once. The queue is bounded by the HTTP side's ingest
+//! slots. Retention runs here too, between commits, one bounded chunk per turn, so it
+//! never stalls ingestion for long.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +18,8 @@ use crate::metrics::Metrics;
 use crate::record::Record;
 use crate::store::{Inserted, Store, StoreError};
 
+type Reply = tokio::sync::oneshot::Sender<Result<Inserted, StoreError>>;
+
 /// Batches waiting for the writer; a full mailbox makes senders wait (backpressure).
 pub const WRITER_MAILBOX: usize = 64;
 /// Records deleted per retention turn; small enough to keep a batch's wait short.
@@ -24,6 +29,11 @@ pub const PRUNE_CHUNK: usize = 5_000;
 #[derive(Message)]
 #[rtype(result = "Result<Inserted, StoreError>")]
 pub struct Ingest(pub Vec<Record>);
+
+/// Stores every queued batch in one transaction, then answers each.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Commit;
 
 /// Delete every record; answers how many there were.
 #[derive(Message)]
@@ -36,6 +46,8 @@ pub struct Writer {
     retention: Retention,
     /// A retention pass is in progress (continued turn by turn).
     pruning: bool,
+    /// Batches waiting for the next commit, with where each answer goes.
+    queued: Vec<(Vec<Record>, Reply)>,
 }
 
 impl Writer {
@@ -53,6 +65,7 @@ impl Writer {
                 metrics,
                 retention,
                 pruning: false,
+                queued: Vec::new(),
             }
         })
     }
@@ -105,17 +118,60 @@ impl Actor for Writer {
     }
 }
 
-impl Handler<Ingest> for Writer {
-    type Result = Result<Inserted, StoreError>;
-
-    fn handle(&mut self, msg: Ingest, _: &mut Context<Self>) -> Self::Result {
+impl Writer {
+    /// Commits every queued batch in one transaction and answers each.
+    fn commit(&mut self) {
+        if self.queued.is_empty() {
+            return;
+        }
+        let queued = std::mem::take(&mut self.queued);
+        let batches: Vec<&[Record]> = queued.iter().map(|(r, _)| r.as_slice()).collect();
         let start = Instant::now();
-        let done = self.store.insert(&msg.0)?;
+        let outcome = self.store.insert_batches(&batches);
         self.metrics
             .batch_commit
             .observe(start.elapsed().as_secs_f64());
-        self.metrics.records_stored.add(done.stored as i64);
-        Ok(done)
+        match outcome {
+            Ok(done) => {
+                for ((_, reply), done) in queued.into_iter().zip(done) {
+                    self.metrics.records_stored.add(done.stored as i64);
+                    // A requester that went away gets no answer; its batch is stored.
+                    let _ = reply.send(Ok(done));
+                }
+            }
+            Err(e) => {
+                let shared = e.to_string();
+                for (_, reply) in queued {
+                    let _ = reply.send(Err(StoreError::Shared(shared.clone())));
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Ingest> for Writer {
+    type Result = ResponseFuture<Result<Inserted, StoreError>>;
+
+    fn handle(&mut self, msg: Ingest, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self.queued.is_empty() {
+            // Runs once the mailbox is drained, so batches queued meanwhile join in.
+            ctx.notify(Commit);
+        }
+        self.queued.push((msg.0, reply));
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Shared("the writer stopped".to_owned())))
+        })
+    }
+}
+
+impl Handler<Commit> for Writer {
+    type Result = ();
+
+    fn handle(&mut self, _: Commit, _: &mut Context<Self>) {
+        self.commit();
     }
 }
 
@@ -123,6 +179,9 @@ impl Handler<Clear> for Writer {
     type Result = Result<u64, StoreError>;
 
     fn handle(&mut self, _: Clear, _: &mut Context<Self>) -> Self::Result {
+        // Batches queued before the clear are committed (and then cleared), as their
+        // order of arrival says.
+        self.commit();
         let n = self.store.clear()?;
         self.metrics.records_stored.set(0);
         Ok(n)

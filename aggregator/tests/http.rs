@@ -5,6 +5,7 @@
 //! - `a_repeated_batch_is_stored_once`: event_id idempotency, within and across batches.
 //! - `bad_input_is_refused_and_changes_nothing`: 400, 413, 415, each with a JSON error.
 //! - `a_configured_token_guards_writes_clears_and_queries`: 401 without the token.
+//! - `retention_bounds_the_store_by_count_and_age`: old records go, new ones stay.
 //! - `healthcheck_and_configuration_errors`: the subcommand and exit 64.
 
 mod common;
@@ -369,6 +370,56 @@ async fn a_configured_token_guards_writes_clears_and_queries() {
     assert_eq!(body["cleared"], 2);
     assert!(agg.process.stderr().contains("Listening on"));
     assert!(!agg.process.stderr().contains("AGGREGATOR_TOKEN is not set"));
+}
+
+#[actix_rt::test]
+async fn retention_bounds_the_store_by_count_and_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(
+        dir.path(),
+        &[
+            ("RETENTION_MAX_RECORDS", "50"),
+            ("RETENTION_MAX_AGE", "1h"),
+            ("RETENTION_INTERVAL", "20ms"),
+        ],
+    )
+    .await;
+    let old = json!({"timestamp": "2001-01-01T00:00:00Z", "service": "s", "message": "ancient"});
+    post_ndjson(&agg.url("/logs"), &[old]).await;
+    for b in 0..4 {
+        post_ndjson(&agg.url("/logs"), &records(&format!("r{b}"), "s", 30)).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, health) = get(&agg.url("/health"), &[]).await;
+        if health["logs_stored"] == 50 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention did not run: {health}"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let all = all_logs(&agg.base, &[]).await;
+    assert_eq!(all.len(), 50);
+    // The oldest by arrival went first: the last batch and part of the one before stay.
+    assert!(all.iter().all(|r| r["message"] != "ancient"));
+    let kept: Vec<&str> = all
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap())
+        .collect();
+    assert!(kept.contains(&"r3-29") && kept.contains(&"r2-10") && !kept.contains(&"r2-9"));
+    let mut res = common::client()
+        .get(agg.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    assert!(
+        text.contains("aggregator_records_pruned_total 71"),
+        "{text}"
+    );
 }
 
 #[actix_rt::test]

@@ -80,7 +80,7 @@ fn free_port() -> u16 {
 /// A line like a service's request log, about 180 bytes.
 fn line(seq: u64, written_us: u64) -> String {
     format!(
-        "{{\"timestamp\":\"2026-11-25T12:00:00.000000Z\",\"service\":\"bench\",\"level\":\"INFO\",\"message\":\"GET /users/{} 200\",\"status\":200,\"duration_ms\":1.25,\"seq\":{seq},\"written_us\":{written_us}}}\n",
+        "{{\"timestamp\":\"2026-11-25T12:00:00.000000Z\",\"service\":\"bench\",\"level\":\"INFO\",\"message\":\"GET /users/{} 200\",\"status\":200,\"duration_ms\":1.25,\"request_id\":\"{seq:08x}\",\"seq\":{seq},\"written_us\":{written_us}}}\n",
         seq % 1000
     )
 }

@@ -42,9 +42,20 @@ pub struct Builder {
 
 impl Builder {
     /// Adds a piece of `records` records; `ack`, when given, completes a file position.
-    pub fn push(&mut self, piece: &[u8], records: usize, ack: Option<Ack>, now: Instant) {
+    ///
+    /// `reserve` is the expected batch size: the buffer is sized once per batch instead
+    /// of doubling past it, which keeps the peak memory near what the batch needs.
+    pub fn push(
+        &mut self,
+        piece: &[u8],
+        records: usize,
+        ack: Option<Ack>,
+        now: Instant,
+        reserve: usize,
+    ) {
         if self.opened.is_none() {
             self.opened = Some(now);
+            self.body.reserve_exact(reserve.max(piece.len()));
         }
         self.body.extend_from_slice(piece);
         self.records += records;
@@ -186,9 +197,9 @@ mod tests {
         let now = Instant::now();
         let mut b = Builder::default();
         assert!(b.is_empty() && b.deadline(Duration::from_millis(5)).is_none());
-        b.push(b"{}\n{}\n", 2, Some(ack(1, 6)), now);
-        b.push(b"{}\n", 1, Some(ack(1, 9)), now);
-        b.push(b"{}\n", 1, Some(ack(2, 3)), now);
+        b.push(b"{}\n{}\n", 2, Some(ack(1, 6)), now, 0);
+        b.push(b"{}\n", 1, Some(ack(1, 9)), now, 0);
+        b.push(b"{}\n", 1, Some(ack(2, 3)), now, 0);
         assert!(b.is_full(4, 1000) && !b.is_full(5, 1000) && b.is_full(5, 12));
         assert!(b.would_overflow(1, 12) && !b.would_overflow(1, 13));
         let batch = b.close(7, false, now);
@@ -202,7 +213,7 @@ mod tests {
     fn gzip_round_trips() {
         use std::io::Read;
         let mut b = Builder::default();
-        b.push(b"{\"a\":1}\n", 1, None, Instant::now());
+        b.push(b"{\"a\":1}\n", 1, None, Instant::now(), 0);
         let batch = b.close(0, true, Instant::now());
         let mut text = String::new();
         flate2::read::GzDecoder::new(&batch.body[..])

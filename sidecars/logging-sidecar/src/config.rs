@@ -44,16 +44,16 @@ pub const DEFAULT_STATE_DIR: &str = "/state";
 pub const DEFAULT_AGGREGATOR_URL: &str = "http://log-aggregator:8080/logs";
 pub const DEFAULT_ENVIRONMENT: &str = "development";
 pub const DEFAULT_BATCH_MAX_RECORDS: usize = 5_000;
-pub const DEFAULT_BATCH_MAX_BYTES: u64 = 2 << 20;
+pub const DEFAULT_BATCH_MAX_BYTES: u64 = 512 << 10;
 pub const DEFAULT_BATCH_LINGER_MS: u64 = 5;
 pub const DEFAULT_GZIP: bool = false;
-pub const DEFAULT_MAX_LINE_BYTES: u64 = 256 << 10;
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 64 << 10;
 pub const DEFAULT_PARTIAL_LINE_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_RETRY_INITIAL_MS: u64 = 100;
 pub const DEFAULT_RETRY_MAX_MS: u64 = 5_000;
-pub const DEFAULT_MAX_IN_FLIGHT_BATCHES: usize = 3;
-pub const DEFAULT_POLL_INTERVAL_MS: u64 = 10;
-pub const DEFAULT_READ_CHUNK_BYTES: u64 = 256 << 10;
+pub const DEFAULT_MAX_IN_FLIGHT_BATCHES: usize = 2;
+pub const DEFAULT_POLL_INTERVAL_MS: u64 = 5;
+pub const DEFAULT_READ_CHUNK_BYTES: u64 = 128 << 10;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 500;
 pub const DEFAULT_ROTATE_WAIT_MS: u64 = 1_000;
@@ -70,16 +70,16 @@ pub const SETTINGS_HELP: &str =
     AGGREGATOR_TOKEN          bearer token for the aggregator (unset: none)
     ENVIRONMENT               added to every record (development)
     BATCH_MAX_RECORDS         records per POST at most (5000)
-    BATCH_MAX_BYTES           NDJSON bytes per POST, about (2MiB)
+    BATCH_MAX_BYTES           NDJSON bytes per POST, about (512KiB)
     BATCH_LINGER_MS           how long a partial batch waits for more (5)
     GZIP                      gzip request bodies (false)
-    MAX_LINE_BYTES            longer lines are cut and marked (262144)
+    MAX_LINE_BYTES            longer lines are cut and marked (65536)
     PARTIAL_LINE_TIMEOUT_MS   an unterminated last line is sent after this (5000)
     RETRY_INITIAL_MS          first retry delay, doubled up to RETRY_MAX_MS (100)
     RETRY_MAX_MS              longest retry delay; retries never end (5000)
-    MAX_IN_FLIGHT_BATCHES     POSTs awaiting an answer at once (3)
-    POLL_INTERVAL_MS          how often an idle file is checked for growth (10)
-    READ_CHUNK_BYTES          bytes read from a file at a time (262144)
+    MAX_IN_FLIGHT_BATCHES     POSTs awaiting an answer at once (2)
+    POLL_INTERVAL_MS          how often an idle file is checked for growth (5)
+    READ_CHUNK_BYTES          bytes read at a time, at least MAX_LINE_BYTES+1 (131072)
     REQUEST_TIMEOUT_MS        one POST's timeout (30000)
     CHECKPOINT_INTERVAL_MS    checkpoint file written at most this often (500)
     ROTATE_WAIT_MS            a rotated-away file is read until quiet this long (1000)
@@ -282,7 +282,7 @@ mod tests {
         assert_eq!(c.aggregator_url, "http://log-aggregator:8080/logs");
         assert_eq!(c.environment, "development");
         assert_eq!(c.aggregator_token, None);
-        assert_eq!(c.batch_max_bytes, 2 << 20);
+        assert_eq!(c.batch_max_bytes, 512 << 10);
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub struct FileSet {
     settings: ReadSettings,
     files: Vec<Tracked>,
     checkpoints: Checkpoints,
+    /// Where the round-robin over current files starts next, so that with a glob one
+    /// busy file cannot starve the others.
+    turn: usize,
 }
 
 impl FileSet {
@@ -98,6 +101,7 @@ impl FileSet {
             settings,
             files: Vec::new(),
             checkpoints,
+            turn: 0,
         }
     }
 
@@ -299,8 +303,23 @@ impl FileSet {
             .settings
             .read_chunk_bytes
             .max(self.settings.max_line_bytes + 1);
-        for t in self.files.iter_mut() {
+        // Rotated files first (finish the old before the new), then the current ones in
+        // turn.
+        let n = self.files.len();
+        let rotated = (0..n).filter(|&i| self.files[i].rotated_at.is_some());
+        let current = (0..n)
+            .map(|k| (self.turn + k) % n.max(1))
+            .filter(|&i| self.files[i].rotated_at.is_none());
+        let order: Vec<usize> = rotated.chain(current).collect();
+        self.turn = self.turn.wrapping_add(1);
+        for i in order {
+            let t = &mut self.files[i];
             let Some(file) = &t.file else { continue };
+            // A stat is cheaper than allocating a buffer to learn that nothing is new.
+            if file.metadata().is_ok_and(|m| m.len() <= t.read_offset) {
+                t.partial = None;
+                continue;
+            }
             let mut buf = vec![0u8; cap];
             let n = match read_full_at(file, &mut buf, t.read_offset) {
                 Ok(n) => n,
@@ -575,6 +594,32 @@ mod tests {
             "{events:?}"
         );
         assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn a_busy_file_does_not_starve_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+        for i in 0..200 {
+            append(&a, &format!("a{i:0>60}\n"));
+        }
+        append(&b, "b\n");
+        let mut s = settings();
+        s.read_chunk_bytes = 1024;
+        s.max_line_bytes = 256;
+        let pattern = dir.path().join("*.log");
+        let now = Instant::now();
+        let mut set = FileSet::new(pattern.to_str().unwrap(), s, Checkpoints::empty(dir.path()));
+        set.discover(now);
+        let mut seen_b_after = None;
+        for n in 0..4 {
+            let chunk = set.read(now).unwrap();
+            if chunk.data.starts_with(b"b") {
+                seen_b_after = Some(n);
+            }
+            set.handed_over(chunk.position);
+        }
+        assert!(seen_b_after.is_some(), "b.log was never read");
     }
 
     #[test]

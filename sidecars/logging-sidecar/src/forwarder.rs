@@ -181,6 +181,16 @@ impl Forwarder {
         let seq = self.next_seq;
         self.next_seq += 1;
         let batch = self.builder.close(seq, self.settings.gzip, now);
+        if batch.records == 0 {
+            // Only skipped bytes (the rest of a cut line): nothing to POST, but the file
+            // position still moves on, in order.
+            let released = self.order.complete(seq, batch.acks);
+            if !released.is_empty() {
+                self.acks_to.do_send(Acked(released));
+            }
+            self.wake_waiters();
+            return;
+        }
         self.pending.insert(
             seq,
             Pending {
@@ -294,6 +304,10 @@ impl Forwarder {
                 p.state = State::Waiting;
                 let attempts = p.attempts;
                 let delay = self.backoff.delay(attempts);
+                if matches!(outcome, Outcome::Failed { .. }) {
+                    // A fresh client: a broken connection pool must not fail every retry.
+                    self.client = client(&self.settings);
+                }
                 let (error_type, detail) = match &outcome {
                     Outcome::Rejected { status, body } => (format!("http_{status}"), body.clone()),
                     Outcome::Failed { error } => ("connection".to_owned(), error.clone()),
@@ -417,7 +431,10 @@ impl Handler<Records> for Forwarder {
         {
             self.close(ctx, now);
         }
-        self.builder.push(&msg.body, msg.records, msg.ack, now);
+        // A batch closes at the first piece that reaches the limit: room for one more.
+        let reserve = self.settings.batch_max_bytes + msg.body.len();
+        self.builder
+            .push(&msg.body, msg.records, msg.ack, now, reserve);
         self.maybe_close(ctx);
         if self.builder_full() {
             // No room for another piece until a batch is acknowledged: hold the reply.

@@ -78,6 +78,7 @@ pub fn main() -> ExitCode {
         eprintln!("{PROGRAM}: {e}");
         return ExitCode::FAILURE;
     }
+    exit_on_panic();
     if let Err(e) = check_state_dir(&config.state_dir) {
         eprintln!(
             "{PROGRAM}: configuration error: {STATE_DIR}={:?}: {e}",
@@ -95,6 +96,22 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exit status after a panic (`EX_SOFTWARE` from sysexits.h).
+pub const EXIT_PANIC: i32 = 70;
+
+/// A panic is a bug; the sidecar is built to be restarted at any moment (checkpoints,
+/// stable `event_id`s), so the safe reaction is to exit and let the supervisor of the
+/// process (Docker, the run script) restart it, rather than to run on with an actor
+/// that died outside its actix supervisor.
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        log::error!("A bug made the sidecar panic; it exits so that a restart resumes from the last checkpoint.");
+        std::process::exit(EXIT_PANIC);
+    }));
 }
 
 /// The state directory must exist (it is created) and be writable, or checkpoints fail.

@@ -203,8 +203,12 @@ impl Rig {
     }
 
     async fn get(&self, url: &str) -> (u16, Vec<u8>) {
-        let mut res = self
-            .client
+        // A client per call: a pooled connection broken by an earlier test step must not
+        // fail the next one.
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .finish();
+        let mut res = client
             .get(url)
             .bearer_auth(TOKEN)
             .send()
