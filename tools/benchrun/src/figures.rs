@@ -226,6 +226,64 @@ pub fn table(sections: &[Section]) -> String {
     out
 }
 
+/// A results file as the Markdown table kept in BENCHMARKS.md.
+/// `sections` gives each section's id, title and known figures, whose order the rows
+/// follow.
+pub fn markdown(r: &Results, sections: &[(&str, &str, &[Known])]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Commit `{}`{}; machine: {}.\n",
+        r.commit,
+        if r.quick {
+            ", `--quick` (rough figures)"
+        } else {
+            ""
+        },
+        r.machine
+    );
+    let _ = writeln!(out, "| figure | median | spread (min – max) | runs |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    for (id, title, known) in sections {
+        let prefix = format!("{id}.");
+        let mut rows: Vec<(usize, &Figure)> = r
+            .figures
+            .iter()
+            .filter_map(|(k, f)| {
+                let key = k.strip_prefix(&prefix)?;
+                let at = known.iter().position(|x| x.key == key);
+                Some((at.unwrap_or(usize::MAX), f))
+            })
+            .collect();
+        rows.sort_by_key(|(at, _)| *at);
+        if let Some(why) = r.missing.get(*id) {
+            let _ = writeln!(out, "| **{title}** | not measured: {why} | | |");
+            continue;
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "| **{title}** | | | |");
+        for (_, f) in rows {
+            let unit = if f.unit.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", f.unit)
+            };
+            let _ = writeln!(
+                out,
+                "| {}{unit} | {} | {} – {} | {} |",
+                f.label,
+                human(f.stat.median),
+                human(f.stat.min),
+                human(f.stat.max),
+                f.stat.runs
+            );
+        }
+    }
+    out
+}
+
 /// Two result files side by side: the median of each figure and how it moved.
 pub fn compare(base: &Results, new: &Results) -> String {
     let mut out = String::new();
@@ -378,6 +436,14 @@ mod tests {
             "bbb",
             false,
         );
+        let md = markdown(&new, &[("x", "Example", KNOWN), ("y", "Other", KNOWN)]);
+        assert!(md.contains("Commit `bbb`; machine: m."), "{md}");
+        assert!(md.contains("| **Example** | | | |"), "{md}");
+        assert!(
+            md.contains("| throughput (lines/s) | 150 | 150 – 150 | 1 |"),
+            "{md}"
+        );
+        assert!(!md.contains("Other"), "{md}");
         let c = compare(&base, &new);
         assert!(c.contains("+50.0% better"), "{c}");
         assert!(c.contains("+0.5% worse"), "{c}");

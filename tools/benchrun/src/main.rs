@@ -37,6 +37,7 @@ const USAGE: &str = "benchrun: run every whole-system benchmark and print one ta
 USAGE:
     scripts/bench.sh [--quick] [--runs N] [--only LIST] [--json FILE]
     scripts/bench.sh --compare BASE.json NEW.json
+    scripts/bench.sh --markdown FILE.json
 
 FLAGS:
     --quick          rough figures: each benchmark once, with its --quick sizes
@@ -46,6 +47,7 @@ FLAGS:
     --bin-dir DIR    measure the cost of the sidecars with the binaries in DIR (built
                      elsewhere) instead of this workspace's release build
     --compare A B    print two --json files side by side with the change of each figure
+    --markdown FILE  print a --json file as the Markdown table of BENCHMARKS.md
     -h, --help       print this help
 ";
 
@@ -59,6 +61,7 @@ enum Mode {
         bin_dir: Option<PathBuf>,
     },
     Compare(PathBuf, PathBuf),
+    Markdown(PathBuf),
     Help,
 }
 
@@ -96,6 +99,13 @@ fn parse(args: &[String]) -> Result<Mode, String> {
             }
             "--json" => json = Some(PathBuf::from(value(&mut i, "--json")?)),
             "--bin-dir" => bin_dir = Some(PathBuf::from(value(&mut i, "--bin-dir")?)),
+            "--markdown" => {
+                let file = value(&mut i, "--markdown")?;
+                if i + 1 != args.len() {
+                    return Err("--markdown takes one file and nothing else".to_owned());
+                }
+                return Ok(Mode::Markdown(file.into()));
+            }
             "--compare" => {
                 let a = value(&mut i, "--compare")?;
                 let b = value(&mut i, "--compare")?;
@@ -132,6 +142,16 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Mode::Compare(a, b) => compare(&a, &b),
+        Mode::Markdown(file) => load(&file).map(|r| {
+            let mut sections: Vec<(&str, &str, &[figures::Known])> =
+                BENCHES.iter().map(|b| (b.id, b.title, b.known)).collect();
+            sections.push((
+                "cost",
+                "Cost of the sidecars to the services",
+                sidecar_cost::KNOWN,
+            ));
+            print!("{}", figures::markdown(&r, &sections));
+        }),
         Mode::Run {
             quick,
             runs,
@@ -154,13 +174,14 @@ fn main() -> ExitCode {
     }
 }
 
+fn load(p: &Path) -> anyhow::Result<Results> {
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a benchrun --json file", p.display()))
+}
+
 fn compare(a: &Path, b: &Path) -> anyhow::Result<()> {
-    let load = |p: &Path| -> anyhow::Result<Results> {
-        let text =
-            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a benchrun --json file", p.display()))
-    };
     print!("{}", figures::compare(&load(a)?, &load(b)?));
     Ok(())
 }
@@ -320,6 +341,10 @@ mod tests {
             .unwrap_err()
             .contains("unknown section"));
         assert!(parse(&args(&["--compare", "a"])).is_err());
+        assert_eq!(
+            parse(&args(&["--markdown", "r.json"])),
+            Ok(Mode::Markdown("r.json".into()))
+        );
         assert!(parse(&args(&["--fast"]))
             .unwrap_err()
             .contains("unknown flag"));
