@@ -246,16 +246,25 @@ pub fn markdown(r: &Results, sections: &[(&str, &str, &[Known])]) -> String {
     let _ = writeln!(out, "|---|---:|---:|---:|");
     for (id, title, known) in sections {
         let prefix = format!("{id}.");
-        let mut rows: Vec<(usize, &Figure)> = r
+        // Known figures in their order and with today's labels (an older file may carry
+        // older ones), then the others.
+        let mut rows: Vec<(usize, String, String, &Stat)> = r
             .figures
             .iter()
             .filter_map(|(k, f)| {
                 let key = k.strip_prefix(&prefix)?;
-                let at = known.iter().position(|x| x.key == key);
-                Some((at.unwrap_or(usize::MAX), f))
+                Some(match known.iter().position(|x| x.key == key) {
+                    Some(at) => (
+                        at,
+                        known[at].label.to_owned(),
+                        known[at].unit.to_owned(),
+                        &f.stat,
+                    ),
+                    None => (usize::MAX, f.label.clone(), f.unit.clone(), &f.stat),
+                })
             })
             .collect();
-        rows.sort_by_key(|(at, _)| *at);
+        rows.sort_by_key(|row| row.0);
         if let Some(why) = r.missing.get(*id) {
             let _ = writeln!(out, "| **{title}** | not measured: {why} | | |");
             continue;
@@ -264,20 +273,19 @@ pub fn markdown(r: &Results, sections: &[(&str, &str, &[Known])]) -> String {
             continue;
         }
         let _ = writeln!(out, "| **{title}** | | | |");
-        for (_, f) in rows {
-            let unit = if f.unit.is_empty() {
+        for (_, label, unit, stat) in rows {
+            let unit = if unit.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", f.unit)
+                format!(" ({unit})")
             };
             let _ = writeln!(
                 out,
-                "| {}{unit} | {} | {} – {} | {} |",
-                f.label,
-                human(f.stat.median),
-                human(f.stat.min),
-                human(f.stat.max),
-                f.stat.runs
+                "| {label}{unit} | {} | {} – {} | {} |",
+                human(stat.median),
+                human(stat.min),
+                human(stat.max),
+                stat.runs
             );
         }
     }
