@@ -58,6 +58,8 @@ pub const BENCHES: &[Bench] = &[
         known: &[
             known("ingest_records_per_s", "ingest over HTTP, durable", "records/s", true),
             known("store_ingest_records_per_s", "ingest into the store alone", "records/s", true),
+            known("ingest_records_per_cpu_s", "ingest over HTTP per CPU second", "records/s", true),
+            known("store_ingest_records_per_cpu_s", "store ingest per CPU second", "records/s", true),
             known("query_service_p50_ms", "query by service p50", "ms", false),
             known("query_service_p99_ms", "query by service p99", "ms", false),
             known("query_newest_p50_ms", "query newest page p50", "ms", false),

@@ -141,15 +141,17 @@ fn run(options: &Options) -> Result<Summary, String> {
     let results = progress::follow(workers, &live, options.duration, options.quiet);
     let elapsed = start.elapsed();
     let mut recorder = Recorder::default();
-    let (mut unsent, mut sending) = (0, Duration::ZERO);
+    let (mut unsent, mut late, mut sending) = (0, 0, Duration::ZERO);
     for result in results {
         let finished = result.map_err(|_| "a sending thread panicked".to_owned())?;
         recorder.merge(&finished.recorder);
         unsent += finished.unsent;
+        late += finished.late;
         sending = sending.max(finished.sending);
     }
     Ok(Summary {
         sending,
+        late,
         ..Summary::new(&recorder, &targets, elapsed, options.rate, unsent)
     })
 }

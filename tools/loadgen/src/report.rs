@@ -56,6 +56,8 @@ pub struct Summary {
     pub requests: u64,
     pub errors: u64,
     pub unsent: u64,
+    /// Requests sent more than 10 ms behind their schedule.
+    pub late: u64,
     pub errors_by_kind: BTreeMap<ErrorKind, u64>,
     /// Only the endpoints of the services driven.
     pub rows: Vec<Row>,
@@ -97,6 +99,7 @@ impl Summary {
             requests: rows.iter().map(|r| r.requests).sum(),
             errors: rows.iter().map(|r| r.errors).sum(),
             unsent,
+            late: 0,
             errors_by_kind,
             rows,
             all: Latency::of(&all),
@@ -172,6 +175,14 @@ impl Summary {
                 let _ = writeln!(out, "  {:<14} {n}", kind.to_string());
             }
         }
+        if self.late > 0 {
+            let _ = writeln!(
+                out,
+                "\n{} requests were sent more than 10 ms after they fell due: the generator \
+                 fell behind its schedule for a while, and their latency leaves that wait out.",
+                self.late
+            );
+        }
         if self.unsent > 0 {
             let _ = writeln!(
                 out,
@@ -210,6 +221,7 @@ impl Summary {
         v["requests"] = json!(self.requests);
         v["errors"] = json!(self.errors);
         v["unsent"] = json!(self.unsent);
+        v["late"] = json!(self.late);
         v["errors_by_kind"] = Value::Object(counts(&self.errors_by_kind));
         v["endpoints"] = Value::Array(endpoints);
         v
@@ -246,7 +258,10 @@ mod tests {
                 latency: Duration::from_millis(1),
             },
         );
-        Summary::new(&r, &[Target::User], Duration::from_secs(2), Some(60), 3)
+        Summary {
+            late: 4,
+            ..Summary::new(&r, &[Target::User], Duration::from_secs(2), Some(60), 3)
+        }
     }
 
     #[test]
@@ -278,9 +293,14 @@ mod tests {
         assert!(table.contains("user-service GET /users "), "{table}");
         assert!(table.contains("timeout"), "{table}");
         assert!(table.contains("not sent"), "{table}");
+        assert!(
+            table.contains("4 requests were sent more than 10 ms after"),
+            "{table}"
+        );
         let j = s.json();
         assert_eq!(j["requests"], 102);
         assert_eq!(j["unsent"], 3);
+        assert_eq!(j["late"], 4);
         assert_eq!(j["errors_by_kind"]["status 503"], 1);
         assert_eq!(j["endpoints"][1]["endpoint"], "user-service GET /users");
         assert_eq!(j["endpoints"][1]["statuses"]["200"], 100);

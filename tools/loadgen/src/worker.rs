@@ -22,6 +22,10 @@ use crate::stats::{ErrorKind, Live, Outcome, Recorder};
 /// How long after the end a thread may still send requests that fell due before it.
 pub const LATE_GRACE: Duration = Duration::from_millis(20);
 
+/// A request sent more than this after it fell due counts as late: the thread was
+/// behind its schedule (every slot busy, or no CPU to run on).
+pub const LATE_AFTER: Duration = Duration::from_millis(10);
+
 /// One thread's share of the run.
 #[derive(Debug, Clone)]
 pub struct Share {
@@ -44,6 +48,8 @@ pub struct Finished {
     pub recorder: Recorder,
     /// Requests that were due before the end but never sent (the thread was behind).
     pub unsent: u64,
+    /// Requests sent more than [`LATE_AFTER`] after they fell due.
+    pub late: u64,
     /// From the start to the last request sent: the span the rate is measured over.
     pub sending: Duration,
 }
@@ -74,6 +80,7 @@ async fn send_all(share: Share, live: Arc<Live>) -> Finished {
     let mut sent: u64 = 0;
     let mut position = share.offset;
     let mut last_sent = start;
+    let mut late: u64 = 0;
 
     // Requests owed by the end may still go out a moment after it: the timer wakes a
     // thread up to a millisecond late, and that should not count as falling behind.
@@ -103,8 +110,13 @@ async fn send_all(share: Share, live: Arc<Live>) -> Finished {
             };
         let template = share.sequence[position % share.sequence.len()];
         position += 1;
-        sent += 1;
         last_sent = Instant::now();
+        if let Some(pace) = share.pace {
+            if last_sent.saturating_duration_since(start + pace.due_at(sent)) > LATE_AFTER {
+                late += 1;
+            }
+        }
+        sent += 1;
         live.sent.fetch_add(1, Ordering::Relaxed);
         let (client, recorder, live) = (client.clone(), recorder.clone(), live.clone());
         let url = share.urls.clone();
@@ -129,6 +141,7 @@ async fn send_all(share: Share, live: Arc<Live>) -> Finished {
     Finished {
         recorder,
         unsent,
+        late,
         sending: last_sent - start,
     }
 }

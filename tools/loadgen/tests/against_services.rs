@@ -126,6 +126,7 @@ async fn the_summary_counts_what_the_services_saw() {
     assert_eq!(summary["requests"], 360, "{summary}");
     assert_eq!(summary["errors"], 0, "{summary}");
     assert_eq!(summary["unsent"], 0, "{summary}");
+    assert!(summary["late"].is_u64(), "{summary}");
     let rows = summary["endpoints"].as_array().unwrap();
     assert_eq!(rows.len(), 10, "every endpoint is driven: {summary}");
     assert!(
