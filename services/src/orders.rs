@@ -20,6 +20,10 @@ use crate::downstream::Downstream;
 pub const MAX_ORDERS_KEPT: usize = 10_000;
 /// Largest quantity one order may ask for.
 pub const MAX_QUANTITY: u64 = 1_000;
+/// Orders `GET /orders` lists without `?limit=`, and the most it lists: the newest ones,
+/// so a long load test does not make every listing heavier.
+pub const LIST_LIMIT_DEFAULT: usize = 100;
+pub const LIST_LIMIT_MAX: usize = 1_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Order {
@@ -124,9 +128,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/orders/{id}", web::get().to(get));
 }
 
-async fn list(orders: web::Data<Orders>) -> HttpResponse {
+/// `GET /orders?limit=N`.
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    limit: Option<usize>,
+}
+
+/// The newest `limit` orders, oldest of them first; `total` counts every order kept.
+async fn list(
+    orders: web::Data<Orders>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = params.limit.unwrap_or(LIST_LIMIT_DEFAULT);
+    if limit == 0 || limit > LIST_LIMIT_MAX {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {LIST_LIMIT_MAX}"
+        )));
+    }
     let book = orders.book();
-    HttpResponse::Ok().json(json!({ "orders": book.orders, "count": book.orders.len() }))
+    let skip = book.orders.len().saturating_sub(limit);
+    let page: Vec<&Order> = book.orders.iter().skip(skip).collect();
+    Ok(HttpResponse::Ok()
+        .json(json!({ "orders": page, "count": page.len(), "total": book.orders.len() })))
 }
 
 async fn get(orders: web::Data<Orders>, id: web::Path<u64>) -> Result<HttpResponse, ApiError> {

@@ -49,6 +49,16 @@ async fn an_order_crosses_three_services_under_one_request_id() {
     assert_eq!(created["status"], "created");
     let (status, fetched) = get_json(&order.url(&format!("/orders/{}", created["id"]))).await;
     assert_eq!((status, &fetched), (200, &created));
+    let (status, listed) = get_json(&order.url("/orders?limit=1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["orders"], json!([created.clone()]));
+    assert_eq!(listed["total"], 4);
+    let (status, listed) = get_json(&order.url("/orders")).await;
+    assert_eq!((status, listed["count"].clone()), (200, json!(4)));
+    let (status, _) = get_json(&order.url("/orders?limit=0")).await;
+    assert_eq!(status, 400);
+    let (status, _) = get_json(&order.url("/orders?limit=x")).await;
+    assert_eq!(status, 400);
 
     for (svc, path) in [
         (&users, "/users/1"),
