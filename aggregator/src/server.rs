@@ -10,9 +10,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use prometheus::Registry;
-use shared::config::{ProcessEnv, EXIT_CONFIG};
+use shared::config::ProcessEnv;
 use shared::http::{self, HttpMetrics};
-use shared::{cli, healthcheck, jsonlog};
+use shared::{cli, jsonlog};
 use tokio::sync::Semaphore;
 
 use crate::checkpointer::Checkpointer;
@@ -23,60 +23,24 @@ use crate::routes::{self, State, SERVICE};
 use crate::store::Store;
 use crate::writer::Writer;
 
-/// Exit status when the store cannot be opened or the server cannot start.
-pub const EXIT_FAILURE: u8 = 1;
-
 /// The whole life of the binary; `main` only calls this.
 pub fn main() -> ExitCode {
-    let command = match cli::parse(std::env::args().skip(1)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{SERVICE}: {e}; try --help");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let config = match cli::start(
+        SERVICE,
+        "The central log aggregator: durable, queryable, idempotent.",
+        SETTINGS_HELP,
+        std::env::args().skip(1),
+        || AggregatorConfig::from_env(&ProcessEnv),
+        |c| c.listen,
+    ) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
-    match command {
-        cli::Command::Help => {
-            print!(
-                "{}",
-                cli::usage(
-                    SERVICE,
-                    "The central log aggregator: durable, queryable, idempotent.",
-                    SETTINGS_HELP
-                )
-            );
-            return ExitCode::SUCCESS;
-        }
-        cli::Command::Version => {
-            println!("{SERVICE} {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        _ => {}
-    }
-    let config = match AggregatorConfig::from_env(&ProcessEnv) {
-        Ok(c) => c,
-        Err(e) => {
-            e.report(SERVICE);
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    if command == cli::Command::Healthcheck {
-        return healthcheck::run(SERVICE, config.listen);
-    }
     if let Err(e) = jsonlog::init(SERVICE, None) {
         eprintln!("{SERVICE}: {e}");
-        return ExitCode::from(EXIT_CONFIG);
+        return ExitCode::FAILURE;
     }
-    match actix_rt::System::new().block_on(serve(config)) {
-        Ok(()) => {
-            log::info!("Stopped.");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            log::error!("Aggregator failed: {e:#}.");
-            ExitCode::from(EXIT_FAILURE)
-        }
-    }
+    cli::exit_code(actix_rt::System::new().block_on(serve(config)))
 }
 
 /// Runs the aggregator until SIGTERM or SIGINT; the benchmark runs it in-process too.

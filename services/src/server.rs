@@ -13,7 +13,7 @@ use prometheus::Registry;
 use shared::config::{ProcessEnv, EXIT_CONFIG};
 use shared::http::{self, HttpMetrics};
 use shared::wire::Health;
-use shared::{cli, healthcheck, jsonlog};
+use shared::{cli, jsonlog};
 
 use crate::catalog::{sample_products, sample_users, Catalog, Product, User};
 use crate::config::{ServiceConfig, SETTINGS_HELP};
@@ -29,51 +29,22 @@ type Configure = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 /// The whole life of a service binary; `main` only calls this.
 pub fn main(service: Service) -> ExitCode {
     let program = service.name();
-    let command = match cli::parse(std::env::args().skip(1)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{program}: {e}; try --help");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let config = match cli::start(
+        program,
+        "A demo microservice.",
+        SETTINGS_HELP,
+        std::env::args().skip(1),
+        || ServiceConfig::from_env(service, &ProcessEnv),
+        |c| c.listen,
+    ) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
-    match command {
-        cli::Command::Help => {
-            print!(
-                "{}",
-                cli::usage(program, "A demo microservice.", SETTINGS_HELP)
-            );
-            return ExitCode::SUCCESS;
-        }
-        cli::Command::Version => {
-            println!("{program} {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        _ => {}
-    }
-    let config = match ServiceConfig::from_env(service, &ProcessEnv) {
-        Ok(c) => c,
-        Err(e) => {
-            e.report(program);
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    if command == cli::Command::Healthcheck {
-        return healthcheck::run(program, config.listen);
-    }
     if let Err(e) = jsonlog::init(program, Some(&config.log_file)) {
         eprintln!("{program}: LOG_FILE={}: {e}", config.log_file.display());
         return ExitCode::from(EXIT_CONFIG);
     }
-    match actix_rt::System::new().block_on(serve(service, config)) {
-        Ok(()) => {
-            log::info!("Stopped.");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            log::error!("Server failed: {e}.");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code(actix_rt::System::new().block_on(serve(service, config)))
 }
 
 /// The service's own state and routes, built once and installed on every worker.

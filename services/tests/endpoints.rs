@@ -4,6 +4,7 @@ mod common;
 
 use common::{client, get_json, start};
 use serde_json::json;
+use shared::testkit::assert_promtool_accepts;
 
 #[actix_rt::test]
 async fn user_service_answers_the_contract() {
@@ -160,36 +161,7 @@ async fn metrics_count_routes_and_business_events() {
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }
-    promtool_accepts(&text);
-}
-
-/// `promtool check metrics` accepts the exposition (skipped, saying so, without promtool).
-fn promtool_accepts(text: &str) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let Ok(mut child) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        eprintln!("skipped: promtool not installed (Debian package `prometheus`)");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool rejected the metrics:\n{}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_promtool_accepts(&text);
 }
 
 #[actix_rt::test]
@@ -200,6 +172,6 @@ async fn every_service_exposition_passes_promtool() {
         get_json(&svc.url("/health")).await;
         let mut res = client().get(svc.url("/metrics")).send().await.unwrap();
         let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
-        promtool_accepts(&text);
+        assert_promtool_accepts(&text);
     }
 }

@@ -1,7 +1,15 @@
 //! The command line every binary shares: no argument serves, `healthcheck` probes.
 //!
 //! Settings come from the environment, not from flags, so the command line stays this
-//! small on purpose.
+//! small on purpose. [`start`] and [`exit_code`] are the beginning and the end of every
+//! binary's `main`, so that all of them answer `--help`, bad settings and `healthcheck`
+//! the same way.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use crate::config::{ConfigErrors, EXIT_CONFIG};
 
 /// What the process was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +52,79 @@ pub fn usage(program: &str, about: &str, settings: &str) -> String {
     )
 }
 
+/// What every binary does before its own work: parse the arguments, answer `--help` and
+/// `--version`, read the settings (every bad one named, then exit 64), answer
+/// `healthcheck`. `Ok(config)` means "serve with it"; `Err(code)` means "exit now".
+pub fn start<C>(
+    program: &str,
+    about: &str,
+    settings_help: &str,
+    args: impl IntoIterator<Item = String>,
+    read_config: impl FnOnce() -> Result<C, ConfigErrors>,
+    listen_addr: impl FnOnce(&C) -> SocketAddr,
+) -> Result<C, ExitCode> {
+    let command = parse(args).map_err(|e| {
+        eprintln!("{program}: {e}; try --help");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    match command {
+        Command::Help => {
+            print!("{}", usage(program, about, settings_help));
+            return Err(ExitCode::SUCCESS);
+        }
+        Command::Version => {
+            println!("{program} {}", env!("CARGO_PKG_VERSION"));
+            return Err(ExitCode::SUCCESS);
+        }
+        Command::Serve | Command::Healthcheck => {}
+    }
+    let config = read_config().map_err(|e| {
+        e.report(program);
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    if command == Command::Healthcheck {
+        return Err(crate::healthcheck::run(program, listen_addr(&config)));
+    }
+    Ok(config)
+}
+
+/// The end of a server's life: "Stopped." and exit 0, or the error logged and exit 1.
+pub fn exit_code<E: Display>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => {
+            log::info!("Stopped.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("Server failed: {e:#}.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_answers_help_and_bad_arguments_before_reading_settings() {
+        let never = || -> Result<(), ConfigErrors> { panic!("settings read") };
+        let addr = |_: &()| -> SocketAddr { unreachable!() };
+        assert_eq!(
+            start("p", "", "", ["--help".to_owned()], never, addr),
+            Err(ExitCode::SUCCESS)
+        );
+        assert_eq!(
+            start("p", "", "", ["--bogus".to_owned()], never, addr),
+            Err(ExitCode::from(EXIT_CONFIG))
+        );
+        let bad = || -> Result<(), ConfigErrors> { Err(ConfigErrors(Vec::new())) };
+        assert_eq!(
+            start("p", "", "", Vec::new(), bad, addr),
+            Err(ExitCode::from(EXIT_CONFIG))
+        );
+        assert_eq!(start("p", "", "", Vec::new(), || Ok(()), addr), Ok(()));
+    }
 
     #[test]
     fn commands() {

@@ -163,3 +163,39 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Runs `promtool check metrics` on an exposition; `None` when promtool is not installed.
+///
+/// promtool exits 0 when it is happy, 3 when it only has style complaints (a missing
+/// HELP, a counter without `_total`) and 1 on a parse error.
+pub fn promtool_check_metrics(exposition: &str) -> Option<std::process::Output> {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin
+        .write_all(exposition.as_bytes())
+        .expect("write the exposition to promtool");
+    drop(stdin);
+    Some(child.wait_with_output().expect("promtool runs to its end"))
+}
+
+/// Fails the test unless promtool accepts the exposition without a complaint; says it
+/// skips when promtool is not installed (Debian's package `prometheus` brings it).
+pub fn assert_promtool_accepts(exposition: &str) {
+    let Some(out) = promtool_check_metrics(exposition) else {
+        eprintln!("skipped: promtool not installed (Debian package `prometheus`)");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "promtool rejected the metrics:\n{}{}\n{exposition}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

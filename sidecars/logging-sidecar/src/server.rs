@@ -23,7 +23,7 @@ use prometheus::Registry;
 use serde_json::json;
 use shared::config::{ProcessEnv, EXIT_CONFIG};
 use shared::http::{self, HttpMetrics};
-use shared::{cli, healthcheck, jsonlog};
+use shared::{cli, jsonlog};
 
 use crate::checkpoint::{CheckpointError, Checkpoints, CHECKPOINT_FILE};
 use crate::config::{SidecarConfig, SETTINGS_HELP, STATE_DIR};
@@ -39,41 +39,17 @@ pub const PROGRAM: &str = "logging-sidecar";
 
 /// The whole life of the binary.
 pub fn main() -> ExitCode {
-    let command = match cli::parse(std::env::args().skip(1)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{PROGRAM}: {e}; try --help");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let config = match cli::start(
+        PROGRAM,
+        "Tails a log file and forwards each record, enriched, to the log aggregator.",
+        SETTINGS_HELP,
+        std::env::args().skip(1),
+        || SidecarConfig::from_env(&ProcessEnv),
+        |c| c.listen,
+    ) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
-    match command {
-        cli::Command::Help => {
-            print!(
-                "{}",
-                cli::usage(
-                    PROGRAM,
-                    "Tails a log file and forwards each record, enriched, to the log aggregator.",
-                    SETTINGS_HELP
-                )
-            );
-            return ExitCode::SUCCESS;
-        }
-        cli::Command::Version => {
-            println!("{PROGRAM} {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        _ => {}
-    }
-    let config = match SidecarConfig::from_env(&ProcessEnv) {
-        Ok(c) => c,
-        Err(e) => {
-            e.report(PROGRAM);
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    if command == cli::Command::Healthcheck {
-        return healthcheck::run(PROGRAM, config.listen);
-    }
     if let Err(e) = jsonlog::init(PROGRAM, None) {
         eprintln!("{PROGRAM}: {e}");
         return ExitCode::FAILURE;
@@ -86,16 +62,7 @@ pub fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_CONFIG);
     }
-    match actix_rt::System::new().block_on(run(config)) {
-        Ok(()) => {
-            log::info!("Stopped.");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            log::error!("The sidecar failed: {e:#}.");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code(actix_rt::System::new().block_on(run(config)))
 }
 
 /// Exit status after a panic (`EX_SOFTWARE` from sysexits.h).

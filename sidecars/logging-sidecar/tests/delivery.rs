@@ -44,35 +44,7 @@ async fn prewritten_and_streamed_lines_arrive_once() {
         "{metrics}"
     );
     assert!(metrics.contains("logging_sidecar_records_forwarded_total 5000"));
-    promtool_accepts(&metrics);
-}
-
-/// `promtool check metrics` accepts the exposition (skipped, saying so, without promtool).
-fn promtool_accepts(text: &str) {
-    use std::process::{Command, Stdio};
-    let Ok(mut child) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        eprintln!("skipped: promtool not installed (Debian package `prometheus`)");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool rejected the metrics:\n{}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    shared::testkit::assert_promtool_accepts(&metrics);
 }
 
 #[actix_rt::test]

@@ -16,9 +16,9 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Serialize;
-use shared::config::{ProcessEnv, EXIT_CONFIG};
+use shared::config::ProcessEnv;
 use shared::http::{self, ApiError};
-use shared::{cli, healthcheck, jsonlog};
+use shared::{cli, jsonlog};
 
 use crate::config::{SidecarConfig, SETTINGS_HELP};
 use crate::enricher::Enricher;
@@ -182,47 +182,20 @@ pub async fn serve(config: SidecarConfig) -> io::Result<()> {
 
 /// The whole life of the binary, from its arguments (without the program name).
 pub fn main_with_args<I: IntoIterator<Item = String>>(args: I) -> ExitCode {
-    let command = match cli::parse(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{PROGRAM}: {e}; try --help");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let config = match cli::start(
+        PROGRAM,
+        "Scrapes a service's Prometheus metrics, adds the sidecar's labels and serves them.",
+        SETTINGS_HELP,
+        args,
+        || SidecarConfig::from_env(&ProcessEnv),
+        |c| c.listen,
+    ) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
-    match command {
-        cli::Command::Help => {
-            let about = "Scrapes a service's Prometheus metrics, adds the sidecar's labels and serves them.";
-            print!("{}", cli::usage(PROGRAM, about, SETTINGS_HELP));
-            return ExitCode::SUCCESS;
-        }
-        cli::Command::Version => {
-            println!("{PROGRAM} {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        _ => {}
-    }
-    let config = match SidecarConfig::from_env(&ProcessEnv) {
-        Ok(c) => c,
-        Err(e) => {
-            e.report(PROGRAM);
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    if command == cli::Command::Healthcheck {
-        return healthcheck::run(PROGRAM, config.listen);
-    }
     if let Err(e) = jsonlog::init(PROGRAM, None) {
         eprintln!("{PROGRAM}: {e}");
         return ExitCode::FAILURE;
     }
-    match actix_rt::System::new().block_on(serve(config)) {
-        Ok(()) => {
-            log::info!("Stopped.");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            log::error!("Server failed: {e}.");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code(actix_rt::System::new().block_on(serve(config)))
 }

@@ -5,8 +5,8 @@
 //! for `promtool check metrics`. Rejected inputs must fail with the expected error.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+
+use std::process::Command;
 
 use metrics_sidecar::exposition::{
     parse_line, unescape_label_value, Dialect, ErrorKind, Label, Line,
@@ -69,20 +69,8 @@ fn relabel(body: &str, dialect: Dialect) -> Result<String, ErrorKind> {
 /// promtool exits 1 on a parse error and 3 when it only has style complaints (a missing
 /// HELP, a counter without `_total`): those depend on the target, not on the sidecar.
 fn promtool_check(body: &str) -> Result<Vec<String>, String> {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = shared::testkit::promtool_check_metrics(body)
+        .ok_or_else(|| "promtool is not installed".to_owned())?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
