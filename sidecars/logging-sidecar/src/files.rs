@@ -482,6 +482,12 @@ mod tests {
         }
     }
 
+    /// A file set following `log` alone, with default settings and no checkpoints.
+    fn watching(log: &Path) -> FileSet {
+        let dir = log.parent().expect("a log file lives in a directory");
+        FileSet::new(log.to_str().unwrap(), settings(), Checkpoints::empty(dir))
+    }
+
     fn append(path: &Path, text: &str) {
         let mut f = fs::OpenOptions::new()
             .create(true)
@@ -518,11 +524,7 @@ mod tests {
         let log = dir.path().join("app.log");
         append(&log, "a\nb\npart");
         let now = Instant::now();
-        let mut set = FileSet::new(
-            log.to_str().unwrap(),
-            settings(),
-            Checkpoints::empty(dir.path()),
-        );
+        let mut set = watching(&log);
         assert!(matches!(
             &set.discover(now)[..],
             [Event::Opened { offset: 0, .. }]
@@ -569,11 +571,7 @@ mod tests {
         let log = dir.path().join("app.log");
         append(&log, "old1\n");
         let now = Instant::now();
-        let mut set = FileSet::new(
-            log.to_str().unwrap(),
-            settings(),
-            Checkpoints::empty(dir.path()),
-        );
+        let mut set = watching(&log);
         set.discover(now);
         assert_eq!(drain(&mut set, now), ["old1"]);
         append(&log, "old2\n");
@@ -628,11 +626,7 @@ mod tests {
         let log = dir.path().join("app.log");
         append(&log, "one\ntwo\n");
         let now = Instant::now();
-        let mut set = FileSet::new(
-            log.to_str().unwrap(),
-            settings(),
-            Checkpoints::empty(dir.path()),
-        );
+        let mut set = watching(&log);
         set.discover(now);
         assert_eq!(drain(&mut set, now), ["one", "two"]);
         fs::copy(&log, dir.path().join("app.log.1")).unwrap();
@@ -655,11 +649,7 @@ mod tests {
         let log = dir.path().join("app.log");
         append(&log, "a\n");
         let now = Instant::now();
-        let mut set = FileSet::new(
-            log.to_str().unwrap(),
-            settings(),
-            Checkpoints::empty(dir.path()),
-        );
+        let mut set = watching(&log);
         set.discover(now);
         assert_eq!(drain(&mut set, now), ["a"]);
         set.save_checkpoints().unwrap();
