@@ -5,7 +5,7 @@ RATE ?= 500
 DURATION ?= 10s
 REQUESTS ?= 300
 
-.PHONY: help base-images build up down restart ps logs test load prometheus clean
+.PHONY: help base-images build up down restart ps logs test system-test load prometheus clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,7 +33,10 @@ ps: ## Show the containers and their health.
 logs: ## Follow the logs of every container.
 	$(COMPOSE) logs -f --tail=50
 
-test: ## Run the system test (brings the stack up unless it runs, then takes it down).
+test: ## Every test: the Rust suite, then the Docker system test (scripts/test.sh).
+	scripts/test.sh
+
+system-test: ## The Docker system test alone (brings the stack up unless it runs, then down).
 	scripts/test-system.sh
 
 load: ## Traffic for the running stack: scripts/load.sh at RATE for DURATION, else REQUESTS requests.
