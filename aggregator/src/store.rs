@@ -49,6 +49,14 @@ pub const WAL_SIZE_LIMIT_BYTES: i64 = 64 << 20;
 /// merges a level of 16 anyway). A search reads at most 15 segments per level instead
 /// of 3, which the query benchmark shows is still far within its target.
 pub const FTS_AUTOMERGE: i64 = 16;
+/// Rows per multi-row `INSERT` into `logs`: the work that every statement costs
+/// (binding aside) is paid once per this many records, and the indexes are updated in
+/// runs. 50 × 7 parameters stays far below SQLite's limit of 32,766. Measured (50,000
+/// records): 12% fewer instructions than one row per statement; 100 rows were slightly
+/// worse than 50. The text index keeps one row per statement: a multi-row statement
+/// opens a savepoint on it, and FTS5 writes its pending entries out as a new segment at
+/// every savepoint, which cost far more merging than the statements saved.
+pub const ROWS_PER_STATEMENT: usize = 50;
 /// A page stops early (with a cursor) once its records exceed this many bytes of JSON,
 /// so a page of large records stays a bounded answer.
 pub const MAX_PAGE_BYTES: usize = 16 << 20;
@@ -227,6 +235,11 @@ impl Store {
 
     /// Stores several batches in one transaction (group commit), each counted on its
     /// own, in order: a record repeated in a later batch is that batch's duplicate.
+    ///
+    /// Records go in [`ROWS_PER_STATEMENT`] at a time. The writer gives each row its id
+    /// (one past the largest, in order), so the ids of the rows that a multi-row
+    /// `INSERT OR IGNORE` skipped are known without asking row by row: when fewer rows
+    /// than given were stored, the ids present in the chunk's range say which.
     pub fn insert_batches(&mut self, batches: &[&[Record]]) -> Result<Vec<Inserted>, StoreError> {
         let tx = self
             .conn
@@ -234,37 +247,62 @@ impl Store {
         let mut outcome = Vec::with_capacity(batches.len());
         let mut counts: HashMap<(&str, &str), i64> = HashMap::new();
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO logs (ts, service, level, request_id, event_id, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
+            // Only this connection writes, and the transaction holds the write lock, so
+            // no other row can take these ids.
+            let mut next_id: i64 =
+                tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM logs", [], |r| {
+                    r.get(0)
+                })?;
+            let mut rows_many = tx.prepare_cached(&rows_sql(ROWS_PER_STATEMENT))?;
+            let mut rows_one = tx.prepare_cached(&rows_sql(1))?;
             let mut text = tx.prepare_cached(
                 "INSERT INTO logs_text (rowid, message, request_id) VALUES (?1, ?2, ?3)",
             )?;
+            let mut present =
+                tx.prepare_cached("SELECT id FROM logs WHERE id >= ?1 AND id < ?2")?;
+            let mut stored_in_chunk = Vec::with_capacity(ROWS_PER_STATEMENT);
             for records in batches {
                 let mut done = Inserted::default();
-                for r in records.iter() {
-                    let changed = insert.execute(params![
-                        r.ts_us,
-                        r.service,
-                        r.level,
-                        r.request_id,
-                        r.event_id,
-                        r.body
-                    ])?;
-                    if changed == 0 {
-                        done.duplicates += 1;
-                        continue;
+                for chunk in records.chunks(ROWS_PER_STATEMENT) {
+                    let first = next_id;
+                    next_id += chunk.len() as i64;
+                    let stored = if chunk.len() == ROWS_PER_STATEMENT {
+                        bind_rows(&mut rows_many, first, chunk)?;
+                        rows_many.raw_execute()?
+                    } else {
+                        let mut n = 0;
+                        for (id, r) in (first..).zip(chunk) {
+                            bind_rows(&mut rows_one, id, std::slice::from_ref(r))?;
+                            n += rows_one.raw_execute()?;
+                        }
+                        n
+                    };
+                    stored_in_chunk.clear();
+                    if stored == chunk.len() {
+                        stored_in_chunk.resize(chunk.len(), true);
+                    } else {
+                        stored_in_chunk.resize(chunk.len(), false);
+                        let mut rows = present.query([first, next_id])?;
+                        while let Some(row) = rows.next()? {
+                            let id: i64 = row.get(0)?;
+                            stored_in_chunk[(id - first) as usize] = true;
+                        }
                     }
-                    done.stored += 1;
-                    if r.message.is_some() || r.request_id.is_some() {
-                        text.execute(params![tx.last_insert_rowid(), r.message, r.request_id])?;
+                    for ((id, r), &kept) in (first..).zip(chunk).zip(&stored_in_chunk) {
+                        if !kept {
+                            done.duplicates += 1;
+                            continue;
+                        }
+                        done.stored += 1;
+                        let key = (
+                            r.service.as_deref().unwrap_or(NONE_KEY),
+                            r.level.as_deref().unwrap_or(NONE_KEY),
+                        );
+                        *counts.entry(key).or_default() += 1;
+                        if r.message.is_some() || r.request_id.is_some() {
+                            text.execute(params![id, r.message, r.request_id])?;
+                        }
                     }
-                    let key = (
-                        r.service.as_deref().unwrap_or(NONE_KEY),
-                        r.level.as_deref().unwrap_or(NONE_KEY),
-                    );
-                    *counts.entry(key).or_default() += 1;
                 }
                 outcome.push(done);
             }
@@ -514,6 +552,41 @@ impl Store {
     }
 }
 
+/// `INSERT OR IGNORE` of `n` rows into `logs`, ids given.
+fn rows_sql(n: usize) -> String {
+    let mut sql =
+        "INSERT OR IGNORE INTO logs (id, ts, service, level, request_id, event_id, body) VALUES "
+            .to_owned();
+    for i in 0..n {
+        sql.push_str(if i == 0 {
+            "(?,?,?,?,?,?,?)"
+        } else {
+            ",(?,?,?,?,?,?,?)"
+        });
+    }
+    sql
+}
+
+/// Binds `records` to a statement of [`rows_sql`], with ids from `first` on.
+fn bind_rows(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    first: i64,
+    records: &[Record],
+) -> Result<(), rusqlite::Error> {
+    let mut p = 0;
+    for (id, r) in (first..).zip(records) {
+        stmt.raw_bind_parameter(p + 1, id)?;
+        stmt.raw_bind_parameter(p + 2, r.ts_us)?;
+        stmt.raw_bind_parameter(p + 3, r.service.as_deref())?;
+        stmt.raw_bind_parameter(p + 4, r.level.as_deref())?;
+        stmt.raw_bind_parameter(p + 5, r.request_id.as_deref())?;
+        stmt.raw_bind_parameter(p + 6, r.event_id.as_deref())?;
+        stmt.raw_bind_parameter(p + 7, r.body.as_str())?;
+        p += 7;
+    }
+    Ok(())
+}
+
 fn add_counts(
     tx: &rusqlite::Transaction<'_>,
     counts: &HashMap<(&str, &str), i64>,
@@ -710,6 +783,52 @@ mod tests {
             sorted.dedup();
             assert_eq!(sorted.len(), 50, "{o}");
             assert_eq!(seen.len(), 50, "{o}");
+        }
+    }
+
+    #[test]
+    fn multi_row_statements_skip_exactly_the_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Store::open_writer(dir.path(), SyncMode::Normal).unwrap();
+        let n = 3 * ROWS_PER_STATEMENT + 7;
+        let first: Vec<Record> = (0..n)
+            .filter(|i| i % 3 == 0)
+            .map(|i| rec(i, "s", "info", Some(&format!("e{i}")), &format!("w{i}")))
+            .collect();
+        let stored_first = first.len() as u64;
+        assert_eq!(w.insert(&first).unwrap().stored, stored_first);
+        // Every third is already stored, every fifth is repeated within the batch, and
+        // every seventh has no event id (always stored).
+        let mut batch = Vec::new();
+        for i in 0..n {
+            let event = (i % 7 != 0).then(|| format!("e{i}"));
+            batch.push(rec(i, "s", "info", event.as_deref(), &format!("w{i}")));
+            if i % 5 == 0 {
+                batch.push(rec(i, "s", "info", event.as_deref(), &format!("w{i}")));
+            }
+        }
+        let expect_stored = (0..n)
+            .map(|i| match (i % 7 == 0, i % 3 == 0, i % 5 == 0) {
+                (true, _, true) => 2,
+                (true, _, false) => 1,
+                (false, true, _) => 0,
+                (false, false, _) => 1,
+            })
+            .sum::<u64>();
+        let done = w.insert(&batch).unwrap();
+        assert_eq!(done.stored, expect_stored);
+        assert_eq!(done.stored + done.duplicates, batch.len() as u64);
+        assert_eq!(w.stored().unwrap(), stored_first + expect_stored);
+        // The text index points at the right rows.
+        for i in [0, 1, 5, 14, 49, 50, 51, 99, 100, 150, n - 1] {
+            let p = query(&w, &[("q", &format!("w{i}"))]);
+            let copies = match (i % 7 == 0, i % 3 == 0, i % 5 == 0) {
+                (true, true, true) => 3,
+                (true, true, false) | (true, false, true) => 2,
+                _ => 1,
+            };
+            assert_eq!(p.total, copies, "w{i}");
+            assert!(ids(&p).iter().all(|&j| j == i as u64), "w{i}");
         }
     }
 
