@@ -23,6 +23,7 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags};
 
+use crate::borrowed::{BorrowedStatement, Param};
 use crate::config::SyncMode;
 use crate::query::{text_phrase, LogQuery, Order};
 use crate::record::Record;
@@ -149,6 +150,9 @@ pub struct Counts {
 }
 
 pub struct Store {
+    /// The writer's insert statements, prepared on first use. Declared before `conn`
+    /// so that they are finalized before it closes.
+    inserts: Option<Inserts>,
     conn: Connection,
     /// [`SPARSE_MATCHES_MIN`]; tests lower it to reach the other plan with few records.
     sparse_matches_min: u64,
@@ -193,6 +197,7 @@ impl Store {
         Ok(Store {
             conn,
             sparse_matches_min: SPARSE_MATCHES_MIN,
+            inserts: None,
         })
     }
 
@@ -208,6 +213,7 @@ impl Store {
         Ok(Store {
             conn,
             sparse_matches_min: SPARSE_MATCHES_MIN,
+            inserts: None,
         })
     }
 
@@ -234,6 +240,7 @@ impl Store {
         Ok(Store {
             conn,
             sparse_matches_min: SPARSE_MATCHES_MIN,
+            inserts: None,
         })
     }
 
@@ -250,6 +257,12 @@ impl Store {
     /// `INSERT OR IGNORE` skipped are known without asking row by row: when fewer rows
     /// than given were stored, the ids present in the chunk's range say which.
     pub fn insert_batches(&mut self, batches: &[&[Record]]) -> Result<Vec<Inserted>, StoreError> {
+        if self.inserts.is_none() {
+            self.inserts = Some(Inserts::prepare(&self.conn)?);
+        }
+        let Some(inserts) = self.inserts.as_mut() else {
+            unreachable!("prepared above");
+        };
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -262,27 +275,25 @@ impl Store {
                 tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM logs", [], |r| {
                     r.get(0)
                 })?;
-            let mut rows_many = tx.prepare_cached(&rows_sql(ROWS_PER_STATEMENT))?;
-            let mut rows_one = tx.prepare_cached(&rows_sql(1))?;
-            let mut text = tx.prepare_cached(
-                "INSERT INTO logs_text (rowid, message, request_id) VALUES (?1, ?2, ?3)",
-            )?;
             let mut present =
                 tx.prepare_cached("SELECT id FROM logs WHERE id >= ?1 AND id < ?2")?;
             let mut stored_in_chunk = Vec::with_capacity(ROWS_PER_STATEMENT);
+            let mut params = Vec::with_capacity(ROWS_PER_STATEMENT * ROW_PARAMS);
             for records in batches {
                 let mut done = Inserted::default();
                 for chunk in records.chunks(ROWS_PER_STATEMENT) {
                     let first = next_id;
                     next_id += chunk.len() as i64;
                     let stored = if chunk.len() == ROWS_PER_STATEMENT {
-                        bind_rows(&mut rows_many, first, chunk)?;
-                        rows_many.raw_execute()?
+                        params.clear();
+                        row_params(&mut params, first, chunk);
+                        inserts.rows_many.execute(&params)?
                     } else {
                         let mut n = 0;
                         for (id, r) in (first..).zip(chunk) {
-                            bind_rows(&mut rows_one, id, std::slice::from_ref(r))?;
-                            n += rows_one.raw_execute()?;
+                            params.clear();
+                            row_params(&mut params, id, std::slice::from_ref(r));
+                            n += inserts.rows_one.execute(&params)?;
                         }
                         n
                     };
@@ -309,7 +320,11 @@ impl Store {
                         );
                         *counts.entry(key).or_default() += 1;
                         if r.message.is_some() || r.request_id.is_some() {
-                            text.execute(params![id, r.message, r.request_id])?;
+                            inserts.text.execute(&[
+                                Param::Int(id),
+                                Param::Text(r.message.as_deref()),
+                                Param::Text(r.request_id.as_deref()),
+                            ])?;
                         }
                     }
                 }
@@ -576,24 +591,46 @@ fn rows_sql(n: usize) -> String {
     sql
 }
 
-/// Binds `records` to a statement of [`rows_sql`], with ids from `first` on.
-fn bind_rows(
-    stmt: &mut rusqlite::CachedStatement<'_>,
-    first: i64,
-    records: &[Record],
-) -> Result<(), rusqlite::Error> {
-    let mut p = 0;
+/// Parameters of one row of [`rows_sql`].
+const ROW_PARAMS: usize = 7;
+
+/// Appends the parameters of `records` for a statement of [`rows_sql`], with ids from
+/// `first` on.
+fn row_params<'a>(params: &mut Vec<Param<'a>>, first: i64, records: &'a [Record]) {
     for (id, r) in (first..).zip(records) {
-        stmt.raw_bind_parameter(p + 1, id)?;
-        stmt.raw_bind_parameter(p + 2, r.ts_us)?;
-        stmt.raw_bind_parameter(p + 3, r.service.as_deref())?;
-        stmt.raw_bind_parameter(p + 4, r.level.as_deref())?;
-        stmt.raw_bind_parameter(p + 5, r.request_id.as_deref())?;
-        stmt.raw_bind_parameter(p + 6, r.event_id.as_deref())?;
-        stmt.raw_bind_parameter(p + 7, r.body.as_str())?;
-        p += 7;
+        params.extend([
+            Param::Int(id),
+            Param::Int(r.ts_us),
+            Param::Text(r.service.as_deref()),
+            Param::Text(r.level.as_deref()),
+            Param::Text(r.request_id.as_deref()),
+            Param::Text(r.event_id.as_deref()),
+            Param::Text(Some(&r.body)),
+        ]);
     }
-    Ok(())
+}
+
+/// The writer's insert statements.
+struct Inserts {
+    /// [`ROWS_PER_STATEMENT`] rows into `logs`.
+    rows_many: BorrowedStatement,
+    /// One row into `logs`, for the end of a batch.
+    rows_one: BorrowedStatement,
+    /// One row into the text index.
+    text: BorrowedStatement,
+}
+
+impl Inserts {
+    fn prepare(conn: &Connection) -> Result<Inserts, rusqlite::Error> {
+        Ok(Inserts {
+            rows_many: BorrowedStatement::prepare(conn, &rows_sql(ROWS_PER_STATEMENT))?,
+            rows_one: BorrowedStatement::prepare(conn, &rows_sql(1))?,
+            text: BorrowedStatement::prepare(
+                conn,
+                "INSERT INTO logs_text (rowid, message, request_id) VALUES (?1, ?2, ?3)",
+            )?,
+        })
+    }
 }
 
 fn add_counts(
