@@ -96,10 +96,16 @@ fn main() {
     let parsed = batches(prefill, prefill + records);
     let t = Instant::now();
     let cpu0 = thread_cpu_seconds();
+    let mut commits_ms = Vec::with_capacity(parsed.len());
     for b in &parsed {
+        let c = Instant::now();
         store.insert(b).expect("insert");
+        commits_ms.push(c.elapsed().as_secs_f64() * 1e3);
     }
     let wall = t.elapsed().as_secs_f64();
+    commits_ms.sort_by(f64::total_cmp);
+    let p99 = commits_ms[(commits_ms.len() - 1) * 99 / 100];
+    let max = commits_ms.last().copied().unwrap_or(0.0);
     let cpu = thread_cpu_seconds() - cpu0;
     let (rate, cpu_rate) = (records as f64 / wall, records as f64 / cpu);
     println!("store alone: {records} records into a store of {prefill}");
@@ -115,6 +121,8 @@ fn main() {
             "prefill": prefill,
             "store_ingest_records_per_s": rate.round(),
             "store_ingest_records_per_cpu_s": cpu_rate.round(),
+            "store_commit_p99_ms": (p99 * 1e3).round() / 1e3,
+            "store_commit_max_ms": (max * 1e3).round() / 1e3,
         })
     );
 }
