@@ -34,18 +34,12 @@ pub const DB_FILE: &str = "logs.db";
 pub const SCHEMA_VERSION: i64 = 1;
 /// How long a reader waits on a lock (only a checkpoint can briefly hold one).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Page size of a new store (SQLite's default is 4 KiB). Larger pages mean fewer
-/// B-tree pages to find, split and balance per record, with the same cache in bytes.
-/// Measured (1,000,000 records from empty, per CPU-second of the writer): 218,000
-/// records/s with 4 KiB, 231,000 with 16 KiB; 8 KiB saved less (callgrind, 50,000
-/// records: -2.4% against -3.0% instructions).
-pub const PAGE_SIZE_BYTES: i64 = 16 * 1024;
 /// Page cache of each connection, in KiB.
 pub const CACHE_KIB: i64 = 64 * 1024;
 /// WAL pages after which the writer checkpoints by itself. The checkpointer normally
-/// keeps the WAL far smaller; this is the safety net if it falls behind (256 MiB of
-/// 16 KiB pages; 64 MiB in a store made with 4 KiB pages).
-pub const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+/// keeps the WAL far smaller; this is the safety net if it falls behind (4 KiB pages:
+/// 256 MiB).
+pub const WRITER_AUTOCHECKPOINT_PAGES: i64 = 65_536;
 /// The WAL file is truncated back to this size after a checkpoint lets it restart.
 pub const WAL_SIZE_LIMIT_BYTES: i64 = 64 << 20;
 /// FTS5 merges this many segments of one level into one segment of the next (its
@@ -178,9 +172,6 @@ impl Store {
         if found > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema { path, found });
         }
-        // Takes effect only while the file is still empty (before WAL mode): an existing
-        // store keeps the page size it was made with, and works as before.
-        conn.pragma_update(None, "page_size", PAGE_SIZE_BYTES)?;
         // WAL: readers never block the writer nor the writer the readers.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", sync_pragma(sync))?;
@@ -886,32 +877,6 @@ mod tests {
             assert_eq!(p.total, copies, "w{i}");
             assert!(ids(&p).iter().all(|&j| j == i as u64), "w{i}");
         }
-    }
-
-    #[test]
-    fn a_store_with_4_kib_pages_is_reopened_as_it_is() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let old = Connection::open(dir.path().join(DB_FILE)).unwrap();
-            old.pragma_update(None, "page_size", 4096).unwrap();
-            old.pragma_update(None, "journal_mode", "WAL").unwrap();
-            old.execute_batch(SCHEMA).unwrap();
-        }
-        let mut w = Store::open_writer(dir.path(), SyncMode::Normal).unwrap();
-        let page: i64 = w
-            .conn
-            .pragma_query_value(None, "page_size", |r| r.get(0))
-            .unwrap();
-        assert_eq!(page, 4096);
-        let batch: Vec<Record> = (0..60).map(|i| rec(i, "s", "info", None, "m")).collect();
-        assert_eq!(w.insert(&batch).unwrap().stored, 60);
-        let fresh = tempfile::tempdir().unwrap();
-        let w = Store::open_writer(fresh.path(), SyncMode::Normal).unwrap();
-        let page: i64 = w
-            .conn
-            .pragma_query_value(None, "page_size", |r| r.get(0))
-            .unwrap();
-        assert_eq!(page, PAGE_SIZE_BYTES);
     }
 
     #[test]
