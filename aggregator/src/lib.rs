@@ -14,12 +14,14 @@
 //! - [`reader`]: the actors that own the read connections and answer queries.
 //! - [`query`]: `GET /logs` parameters checked into a query, and its cursor.
 //! - [`store`]: the SQLite schema and every statement, as plain functions.
+//! - [`borrowed`]: the writer's insert statements, binding text without copying it.
 //! - [`metrics`]: the aggregator's Prometheus metrics.
 //! - [`page`]: the small web page served at `/` to browsers.
 //! - [`server`]: start-up and graceful shutdown.
 
 pub mod auth;
 pub mod body;
+pub mod borrowed;
 pub mod checkpointer;
 pub mod config;
 pub mod metrics;
