@@ -14,6 +14,7 @@
 //! text search. Then the store alone (no HTTP, no parsing) for comparison. The last line
 //! of stdout is `BENCH_JSON {...}`.
 
+use shared::measure::{own_cpu_seconds, percentile, thread_cpu_seconds};
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, TimeZone, Utc};
@@ -108,34 +109,6 @@ fn record(i: usize, start_us: i64) -> String {
     .to_string()
 }
 
-/// CPU seconds this process has used so far (every thread: client and server).
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct we own.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
-}
-
-/// CPU seconds the calling thread has used so far.
-fn thread_cpu_seconds() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills the struct we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
 fn main() {
     let opts = match options() {
         Ok(o) => o,
@@ -197,7 +170,7 @@ fn main() {
         }
 
         let url = format!("{base}/logs");
-        let cpu0 = cpu_seconds();
+        let cpu0 = own_cpu_seconds();
         let t0 = Instant::now();
         let results: Vec<u64> = stream::iter(batches)
             .map(|body| {
@@ -223,7 +196,7 @@ fn main() {
             .collect()
             .await;
         let ingest_s = t0.elapsed().as_secs_f64();
-        let ingest_cpu_s = cpu_seconds() - cpu0;
+        let ingest_cpu_s = own_cpu_seconds() - cpu0;
         let accepted: u64 = results.iter().sum();
         assert_eq!(accepted as usize, opts.records, "every record is stored");
 
@@ -262,8 +235,8 @@ fn main() {
             samples.sort_by(f64::total_cmp);
             lat.push((
                 name,
-                percentile(&samples, 50.0),
-                percentile(&samples, 99.0),
+                percentile(&samples, 0.50),
+                percentile(&samples, 0.99),
                 total,
             ));
         }

@@ -17,6 +17,7 @@ use std::time::Instant;
 use log_aggregator::config::SyncMode;
 use log_aggregator::record::{self, Received};
 use log_aggregator::store::Store;
+use shared::measure::thread_cpu_seconds;
 
 const BATCH_RECORDS: usize = 1000;
 const SERVICES: [&str; 3] = ["user-service", "product-service", "order-service"];
@@ -35,16 +36,6 @@ fn record(i: usize) -> String {
         "event_id": format!("bench-{i:09}"),
     })
     .to_string()
-}
-
-fn thread_cpu_seconds() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills the struct we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 fn batches(from: usize, to: usize) -> Vec<Vec<record::Record>> {

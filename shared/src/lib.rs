@@ -10,6 +10,7 @@
 //!   error type every endpoint answers with.
 //! - [`wire`]: the JSON bodies that cross the network between the binaries.
 //! - [`healthcheck`]: the `healthcheck` subcommand, so a container needs no curl.
+//! - [`measure`]: a process's memory and CPU time, and percentiles, for the benchmarks.
 //! - [`testkit`]: starting a real binary on a free loopback port, for integration tests.
 
 pub mod cli;
@@ -17,5 +18,6 @@ pub mod config;
 pub mod healthcheck;
 pub mod http;
 pub mod jsonlog;
+pub mod measure;
 pub mod testkit;
 pub mod wire;

@@ -16,6 +16,7 @@
 //! Prints a table, then `BENCH_JSON {...}` as its last line. Before it runs, it builds
 //! the release binaries it needs (when started through cargo).
 
+use shared::measure;
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -107,32 +108,6 @@ fn spawn(bin: &Path, envs: &[(&str, String)], log: &Path) -> Proc {
         cmd.spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", bin.display())),
     )
-}
-
-/// Peak RSS in MiB and CPU seconds of a live process.
-fn usage(pid: u32) -> (f64, f64) {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name.
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (hwm_kib / 1024.0, ticks / hz)
 }
 
 struct Http {
@@ -234,20 +209,14 @@ async fn throughput(
         actix_rt::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let (peak_rss_mib, cpu_s) = usage(sidecar.0.id());
+    let pid = sidecar.0.id();
+    let peak_rss_mib = measure::memory_mib(pid).map_or(0.0, |(_, peak)| peak);
+    let cpu_s = measure::cpu_seconds(pid).unwrap_or(0.0);
     Run {
         lines_per_s: lines as f64 / elapsed,
         peak_rss_mib,
         cpu_s,
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
 }
 
 /// Writes `rate` lines/s for `secs` into `log`, in 1 ms ticks, returning write times.
@@ -445,7 +414,7 @@ fn main() {
             from = seq + 1;
         }
         lat.sort_by(|a, b| a.total_cmp(b));
-        let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
+        let (p50, p99) = (measure::percentile(&lat, 0.50), measure::percentile(&lat, 0.99));
         let sink_lat = http.json(&format!("{lat_sink}/latency")).await.unwrap_or_default();
 
         let peak = alone.peak_rss_mib.max(e2e.peak_rss_mib);

@@ -229,16 +229,6 @@ fn sidecar_memory() -> Result<(f64, f64), String> {
         }
         Ok(())
     })?;
-    let status = std::fs::read_to_string(format!("/proc/{}/status", sidecar.0.id()))
-        .map_err(|e| e.to_string())?;
-    let field = |name: &str| -> Result<f64, String> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kib| kib.parse::<f64>().ok())
-            .map(|kib| kib / 1024.0)
-            .ok_or_else(|| format!("no {name} in /proc status"))
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    shared::measure::memory_mib(sidecar.0.id())
+        .ok_or_else(|| "no VmRSS/VmHWM in /proc status".to_owned())
 }

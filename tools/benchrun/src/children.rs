@@ -179,19 +179,6 @@ pub fn run_captured(
     Ok(status.map(|s| (s, out, err)))
 }
 
-/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; the fields after its closing ')' are fixed.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    // utime and stime are fields 14 and 15 of the full line, 12 and 13 here.
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (hz > 0.0).then(|| ticks / hz)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,7 +197,7 @@ mod tests {
         .unwrap();
         let pid = child.pid();
         assert!(child.exited().is_none());
-        assert!(cpu_seconds(pid).is_some());
+        assert!(shared::measure::cpu_seconds(pid).is_some());
         drop(child);
         // Killed and reaped by the drop: the pid is gone from /proc.
         assert!(!Path::new(&format!("/proc/{pid}")).exists());

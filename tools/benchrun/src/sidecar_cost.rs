@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use crate::children::{cpu_seconds, interrupted, run_captured, Child};
+use crate::children::{interrupted, run_captured, Child};
 use crate::figures::{known, Known, Section};
+use shared::measure::cpu_seconds;
 
 pub const KNOWN: &[Known] = &[
     known(
