@@ -9,12 +9,15 @@
 //! - [`http`]: the request-id, request-logging and metrics middleware, and the JSON
 //!   error type every endpoint answers with.
 //! - [`wire`]: the JSON bodies that cross the network between the binaries.
+//! - [`event_id`]: the logging sidecar's structured `event_id`, which a store may
+//!   deduplicate by ranges per stream.
 //! - [`healthcheck`]: the `healthcheck` subcommand, so a container needs no curl.
 //! - [`measure`]: a process's memory and CPU time, and percentiles, for the benchmarks.
 //! - [`testkit`]: starting a real binary on a free loopback port, for integration tests.
 
 pub mod cli;
 pub mod config;
+pub mod event_id;
 pub mod healthcheck;
 pub mod http;
 pub mod jsonlog;
