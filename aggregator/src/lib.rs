@@ -16,6 +16,9 @@
 //! - [`store`]: the SQLite schema and every statement, as plain functions.
 //! - [`borrowed`]: the writer's insert statements, binding text without copying it.
 //! - [`metrics`]: the aggregator's Prometheus metrics.
+//! - [`store_scan`]: the store operations of the Loki API (scans of a time range, bodies
+//!   by event id), with the reader messages that run them.
+//! - [`loki`]: Loki's HTTP API (push, LogQL queries, labels, series) over the same store.
 //! - [`page`]: the small web page served at `/` to browsers.
 //! - [`server`]: start-up and graceful shutdown.
 
@@ -24,6 +27,7 @@ pub mod body;
 pub mod borrowed;
 pub mod checkpointer;
 pub mod config;
+pub mod loki;
 pub mod metrics;
 pub mod page;
 pub mod query;
@@ -32,4 +36,5 @@ pub mod record;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod store_scan;
 pub mod writer;

@@ -27,8 +27,8 @@ pub struct Query(pub LogQuery);
 pub struct Count;
 
 pub struct Reader {
-    store: Store,
-    metrics: Metrics,
+    pub(crate) store: Store,
+    pub(crate) metrics: Metrics,
 }
 
 impl Actor for Reader {

@@ -52,6 +52,11 @@ impl Received {
     pub fn now() -> Received {
         Received::at(Utc::now())
     }
+
+    /// The time as a quoted JSON string, ready to splice.
+    pub fn quoted(&self) -> &str {
+        &self.quoted
+    }
 }
 
 /// Why one JSON text is not a record.

@@ -92,6 +92,7 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
         page_size_max: config.page_size_max,
         ingest_slots: Semaphore::new(routes::INGEST_SLOTS),
     });
+    let loki = web::Data::new(crate::loki::Loki::register(&registry).context("register metrics")?);
     let registry = web::Data::new(registry);
 
     let server = HttpServer::new(move || {
@@ -102,6 +103,7 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
             .app_data(http::query_config())
             .wrap(from_fn(http::observe))
             .configure(routes::routes)
+            .configure(crate::loki::routes(loki.clone()))
             .route("/metrics", web::get().to(http::metrics_endpoint))
             .default_service(web::to(http::not_found))
     })

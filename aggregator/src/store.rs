@@ -153,7 +153,7 @@ pub struct Store {
     /// The writer's insert statements, prepared on first use. Declared before `conn`
     /// so that they are finalized before it closes.
     inserts: Option<Inserts>,
-    conn: Connection,
+    pub(crate) conn: Connection,
     /// [`SPARSE_MATCHES_MIN`]; tests lower it to reach the other plan with few records.
     sparse_matches_min: u64,
 }

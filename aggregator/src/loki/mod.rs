@@ -1,0 +1,108 @@
+//! Loki's HTTP API on the aggregator's port: shippers push to it (Promtail, Alloy,
+//! Fluent Bit, Vector), Grafana and `logcli` query it. Same store, same token, same
+//! ingest path as `POST /logs`. docs/loki.md says what is supported and how it maps.
+//!
+//! In the order a request meets them:
+//! - [`request`]: the token, the parameters, a place among the running queries.
+//! - [`push`]: a push body (protobuf + snappy, or JSON, gzip or not) into entries;
+//!   [`proto`] holds the protobuf messages, [`labels`] the stream labels.
+//! - [`entry`]: an entry into a record and its idempotency key.
+//! - [`ingest`]: the push endpoint: store, verify duplicates, answer 204.
+//! - [`logql`]: the query language: parser, pipeline, metric evaluation.
+//! - [`params`]: times, durations, directions and limits as Loki reads them.
+//! - [`stored`]: a stored record seen as a Loki entry.
+//! - [`exec`]: a query run over pages of the store, within its limits.
+//! - [`query`], [`index`], [`status`]: the query, stream and status endpoints.
+//! - [`response`] and [`error`]: Loki's JSON shapes and its plain-text errors.
+
+pub mod entry;
+pub mod error;
+pub mod exec;
+pub mod index;
+pub mod ingest;
+pub mod labels;
+pub mod logql;
+pub mod params;
+pub mod proto;
+pub mod push;
+pub mod query;
+pub mod request;
+pub mod response;
+pub mod status;
+pub mod stored;
+
+use std::time::Duration;
+
+use actix_web::web;
+use prometheus::{IntCounter, Registry};
+use tokio::sync::Semaphore;
+
+use exec::Limits;
+
+/// Queries (of any Loki kind) evaluated at once; more wait for a place, up to the
+/// query timeout, then get `429`. Each holds at most [`LIMITS`]' worth of memory.
+pub const MAX_CONCURRENT_QUERIES: usize = 4;
+
+/// The limits of one query, with Loki's defaults where Loki has one.
+pub const LIMITS: Limits = Limits {
+    max_entries: 5000,
+    max_series: 500,
+    // 16 bytes per point: at most 32 MiB per query.
+    max_points: 2_000_000,
+    max_streams: 10_000,
+    max_steps: 11_000,
+    timeout: Duration::from_secs(60),
+};
+
+/// What the Loki endpoints share besides the aggregator's [`crate::routes::State`].
+pub struct Loki {
+    pub limits: Limits,
+    pub queries: Semaphore,
+    /// Pushed entries stored under a further id because their first one was taken by a
+    /// different entry (a hash collision).
+    pub collisions: IntCounter,
+}
+
+impl Loki {
+    pub fn register(registry: &Registry) -> prometheus::Result<Loki> {
+        let collisions = IntCounter::new(
+            "aggregator_loki_id_collisions_total",
+            "Pushed Loki entries whose derived event_id was held by a different entry, stored under the next id.",
+        )?;
+        registry.register(Box::new(collisions.clone()))?;
+        Ok(Loki {
+            limits: LIMITS,
+            queries: Semaphore::new(MAX_CONCURRENT_QUERIES),
+            collisions,
+        })
+    }
+}
+
+/// Registers the Loki routes; `loki` is shared by every worker.
+pub fn routes(loki: web::Data<Loki>) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(loki.clone())
+            .route("/ready", web::get().to(status::ready))
+            .service(
+                web::scope("/loki/api/v1")
+                    .route("/push", web::post().to(ingest::push))
+                    .route("/query_range", web::get().to(query::query_range))
+                    .route("/query_range", web::post().to(query::query_range))
+                    .route("/query", web::get().to(query::query))
+                    .route("/query", web::post().to(query::query))
+                    .route("/labels", web::get().to(index::labels))
+                    .route("/labels", web::post().to(index::labels))
+                    .route("/label/{name}/values", web::get().to(index::label_values))
+                    .route("/label/{name}/values", web::post().to(index::label_values))
+                    .route("/series", web::get().to(index::series))
+                    .route("/series", web::post().to(index::series))
+                    .route("/index/stats", web::get().to(index::stats))
+                    .route("/index/stats", web::post().to(index::stats))
+                    .route("/index/volume", web::get().to(index::volume))
+                    .route("/index/volume", web::post().to(index::volume))
+                    .route("/index/volume_range", web::get().to(index::volume_range))
+                    .route("/index/volume_range", web::post().to(index::volume_range))
+                    .route("/status/buildinfo", web::get().to(status::buildinfo)),
+            );
+    }
+}
