@@ -6,35 +6,24 @@
 //! - [`auth`]: the optional bearer token for writes, clears and queries.
 //! - [`body`]: a `POST /logs` body (object, array or NDJSON, gzip or not) into records.
 //! - [`record`]: one JSON object checked, its indexed fields read, stamped on arrival.
-//! - [`routes`]: the HTTP handlers; they ask the actors below and shape the answers.
-//! - [`writer`]: the actor that owns the write connection; group commit of queued batches,
-//!   retention between batches.
-//! - [`checkpointer`]: the actor that copies the WAL into the database, off the
-//!   writer's path.
-//! - [`reader`]: the actors that own the read connections and answer queries.
+//! - [`routes`]: the HTTP handlers; they ask the store and shape the answers.
 //! - [`query`]: `GET /logs` parameters checked into a query, and its cursor.
-//! - [`store`]: the SQLite schema and every statement, as plain functions.
-//! - [`borrowed`]: the writer's insert statements, binding text without copying it.
+//! - [`store`]: the one store interface the handlers use, whatever the backend.
+//! - [`sqlite`]: the SQLite backend: its writer, checkpointer and reader actors.
 //! - [`metrics`]: the aggregator's Prometheus metrics.
-//! - [`store_scan`]: the store operations of the Loki API (scans of a time range, bodies
-//!   by event id), with the reader messages that run them.
 //! - [`loki`]: Loki's HTTP API (push, LogQL queries, labels, series) over the same store.
 //! - [`page`]: the small web page served at `/` to browsers.
 //! - [`server`]: start-up and graceful shutdown.
 
 pub mod auth;
 pub mod body;
-pub mod borrowed;
-pub mod checkpointer;
 pub mod config;
 pub mod loki;
 pub mod metrics;
 pub mod page;
 pub mod query;
-pub mod reader;
 pub mod record;
 pub mod routes;
 pub mod server;
+pub mod sqlite;
 pub mod store;
-pub mod store_scan;
-pub mod writer;

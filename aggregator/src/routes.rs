@@ -1,7 +1,7 @@
-//! The HTTP endpoints. Handlers check the request, then ask the writer or a reader and
-//! shape the answer; they never touch the store themselves.
+//! The HTTP endpoints. Handlers check the request, then ask the store through its one
+//! interface ([`Store`]) and shape the answer; they never learn what backend it is.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -17,9 +17,8 @@ use crate::body::{self, BodyError};
 use crate::metrics::{self, Metrics};
 use crate::page;
 use crate::query::{Cursor, LogParams};
-use crate::reader::{self, Readers};
 use crate::record::Received;
-use crate::writer::{self, Writer};
+use crate::store::{Store, StoreError};
 
 /// The program's name, as `/health` reports it.
 pub const SERVICE: &str = "log-aggregator";
@@ -28,11 +27,12 @@ pub const SERVICE: &str = "log-aggregator";
 pub const INGEST_SLOTS: usize = 16;
 /// How long a request may wait for an ingest slot before it is told to retry.
 pub const INGEST_SLOT_WAIT: Duration = Duration::from_secs(30);
+/// How long the store may work on one read before it stops it.
+pub const QUERY_TIME_LIMIT: Duration = Duration::from_secs(30);
 
 /// What every handler shares.
 pub struct State {
-    pub writer: actix::Addr<Writer>,
-    pub readers: Readers,
+    pub store: Store,
     pub metrics: Metrics,
     pub token: Option<String>,
     pub max_body_bytes: usize,
@@ -117,12 +117,20 @@ impl State {
         )
     }
 
-    fn store_failed(&self, e: impl std::fmt::Display) -> Refusal {
-        log::error!(error = e.to_string().as_str(); "A store operation failed.");
-        self.reject(
-            metrics::REASON_STORE,
-            ApiError::internal(format!("store error: {e}")),
-        )
+    fn store_failed(&self, e: StoreError) -> Refusal {
+        match e {
+            StoreError::Unavailable(what) => self.unavailable(&format!("store {what}")),
+            StoreError::Timeout(_) => {
+                self.reject(metrics::REASON_STORE, ApiError::unavailable(e.to_string()))
+            }
+            StoreError::Failed(_) => {
+                log::error!(error = e.to_string().as_str(); "A store operation failed.");
+                self.reject(
+                    metrics::REASON_STORE,
+                    ApiError::internal(format!("store error: {e}")),
+                )
+            }
+        }
     }
 }
 
@@ -186,11 +194,11 @@ async fn ingest(req: HttpRequest, mut payload: web::Payload, state: &State) -> A
         body::parse_batch(bytes, format, &Received::now()).map_err(|e| body_error(state, e))?;
     drop(raw);
     let count = records.len();
-    let done = match state.writer.send(writer::Ingest(records)).await {
-        Ok(Ok(done)) => done,
-        Ok(Err(e)) => return Err(state.store_failed(e)),
-        Err(_) => return Err(state.unavailable("store writer")),
-    };
+    let done = state
+        .store
+        .ingest(records)
+        .await
+        .map_err(|e| state.store_failed(e))?;
     state.metrics.records_ingested.inc_by(done.stored);
     state.metrics.records_duplicate.inc_by(done.duplicates);
     state.metrics.batch_records.observe(count as f64);
@@ -223,11 +231,11 @@ async fn logs_page(req: HttpRequest, state: &State) -> Answer {
             )
         })?;
     let order = query.order;
-    let page = match state.readers.pick().send(reader::Query(query)).await {
-        Ok(Ok(page)) => page,
-        Ok(Err(e)) => return Err(state.store_failed(e)),
-        Err(_) => return Err(state.unavailable("store reader")),
-    };
+    let page = state
+        .store
+        .query(query, Instant::now() + QUERY_TIME_LIMIT)
+        .await
+        .map_err(|e| state.store_failed(e))?;
     // The stored texts are JSON already: the page is assembled, not re-serialised.
     let size: usize = page.logs.iter().map(|l| l.len() + 1).sum();
     let mut out = String::with_capacity(size + 96);
@@ -257,39 +265,49 @@ async fn logs_page(req: HttpRequest, state: &State) -> Answer {
 /// `GET /logs/count`.
 async fn count(req: HttpRequest, state: web::Data<State>) -> Answer {
     state.authorize(&req)?;
-    match state.readers.pick().send(reader::Count).await {
-        Ok(Ok(c)) => Ok(HttpResponse::Ok().json(LogCount {
-            total_logs: c.total,
-            by_service: c.by_service,
-            by_level: c.by_level,
-        })),
-        Ok(Err(e)) => Err(state.store_failed(e)),
-        Err(_) => Err(state.unavailable("store reader")),
-    }
+    let c = state
+        .store
+        .count(Instant::now() + QUERY_TIME_LIMIT)
+        .await
+        .map_err(|e| state.store_failed(e))?;
+    Ok(HttpResponse::Ok().json(LogCount {
+        total_logs: c.total,
+        by_service: c.by_service,
+        by_level: c.by_level,
+    }))
 }
 
 /// `POST /logs/clear`.
 async fn clear(req: HttpRequest, state: web::Data<State>) -> Answer {
     state.authorize(&req)?;
-    match state.writer.send(writer::Clear).await {
-        Ok(Ok(n)) => {
-            log::info!(cleared = n; "The store was cleared.");
-            Ok(HttpResponse::Ok().json(ClearResponse {
-                status: "success".to_owned(),
-                cleared: n,
-            }))
-        }
-        Ok(Err(e)) => Err(state.store_failed(e)),
-        Err(_) => Err(state.unavailable("store writer")),
-    }
+    let n = state
+        .store
+        .clear()
+        .await
+        .map_err(|e| state.store_failed(e))?;
+    log::info!(cleared = n; "The store was cleared.");
+    Ok(HttpResponse::Ok().json(ClearResponse {
+        status: "success".to_owned(),
+        cleared: n,
+    }))
 }
 
-/// `GET /health`: the writer keeps the stored count current, so this reads no table.
+/// `GET /health`: answered from the store's own state, without I/O; 503 while the
+/// writer cannot write, so that a supervisor or a load balancer sees it.
 async fn health(state: web::Data<State>) -> HttpResponse {
-    HttpResponse::Ok().json(AggregatorHealth {
-        status: "healthy".to_owned(),
+    let health = state.store.health();
+    for problem in &health.problems {
+        log::debug!(problem = problem.as_str(); "The store reports a problem.");
+    }
+    let (status, word) = if health.writable {
+        (StatusCode::OK, "healthy")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unhealthy")
+    };
+    HttpResponse::build(status).json(AggregatorHealth {
+        status: word.to_owned(),
         service: SERVICE.to_owned(),
-        logs_stored: state.metrics.records_stored.get().max(0) as u64,
+        logs_stored: health.stored,
     })
 }
 

@@ -10,6 +10,7 @@ use super::logql::metric::EvalError;
 use super::logql::ParseError;
 use super::params::ParamError;
 use crate::metrics::{self, Metrics};
+use crate::store::StoreError;
 
 /// Loki's words for a query that ran out of time.
 pub const DEADLINE: &str = "request timed out, decrease the duration of the request or add more label matchers (prefer exact match over regex match) to reduce the amount of data processed";
@@ -80,6 +81,16 @@ impl ResponseError for LokiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
+    }
+}
+
+impl From<StoreError> for LokiError {
+    fn from(e: StoreError) -> LokiError {
+        match e {
+            StoreError::Timeout(_) => LokiError::timeout(),
+            StoreError::Unavailable(what) => LokiError::unavailable(&format!("store {what}")),
+            StoreError::Failed(_) => LokiError::store(e),
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! Running a query against the store: pages of records in time order, each record seen
 //! as a Loki entry, matched, piped and collected, within the query's limits.
 //!
-//! Records come a page at a time from the reader actors (one short SQLite read per
-//! page), so a long query never holds a reader and other queries interleave with it.
+//! Records come a page at a time from the store (one short read per page, each with the
+//! query's deadline), so a long query never holds a reader and other queries interleave
+//! with it.
 //! The work on each page is bounded (at most [`PAGE_ROWS`] records), and the whole query
 //! by its deadline, its entry limit and its series and points limits: nothing a query
 //! holds grows with the size of the store.
@@ -19,8 +20,7 @@ use super::logql::pipeline::{self, Labels};
 use super::params::Direction;
 use super::stored::View;
 use crate::query::Order;
-use crate::reader::Readers;
-use crate::store_scan::{Scan, ScanQuery};
+use crate::store::{ScanQuery, Store};
 
 /// Records per page read from the store.
 pub const PAGE_ROWS: usize = 1000;
@@ -59,7 +59,7 @@ pub struct Stats {
 
 /// One query's access to the store.
 pub struct Exec<'a> {
-    readers: &'a Readers,
+    store: &'a Store,
     deadline: Instant,
     pub stats: Stats,
 }
@@ -68,9 +68,9 @@ pub struct Exec<'a> {
 pub type Streams = BTreeMap<LabelSet, Vec<(i64, String)>>;
 
 impl<'a> Exec<'a> {
-    pub fn new(readers: &'a Readers, limits: &Limits) -> Exec<'a> {
+    pub fn new(store: &'a Store, limits: &Limits) -> Exec<'a> {
         Exec {
-            readers,
+            store,
             deadline: Instant::now() + limits.timeout,
             stats: Stats::default(),
         }
@@ -108,11 +108,11 @@ impl<'a> Exec<'a> {
             if Instant::now() > self.deadline {
                 return Err(LokiError::timeout());
             }
-            let page = match self.readers.pick().send(Scan(q.clone())).await {
-                Ok(Ok(page)) => page,
-                Ok(Err(e)) => return Err(LokiError::store(e)),
-                Err(_) => return Err(LokiError::unavailable("store reader")),
-            };
+            let page = self
+                .store
+                .scan(q.clone(), self.deadline)
+                .await
+                .map_err(LokiError::from)?;
             for row in &page.rows {
                 self.stats.lines += 1;
                 self.stats.bytes += row.body.len() as u64;

@@ -66,7 +66,7 @@ async fn collect(
         None => None,
     };
     let _slot = slot(loki, state).await?;
-    let mut exec = Exec::new(&state.readers, &loki.limits);
+    let mut exec = Exec::new(&state.store, &loki.limits);
     let mut all = Streams::new();
     for matchers in &sets {
         for (k, v) in exec

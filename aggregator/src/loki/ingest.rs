@@ -20,9 +20,7 @@ use super::request::{authorize, header};
 use super::stored::View;
 use super::Loki;
 use crate::record::Received;
-use crate::routes::{State, INGEST_SLOT_WAIT};
-use crate::store_scan::ByEventId;
-use crate::writer;
+use crate::routes::{State, INGEST_SLOT_WAIT, QUERY_TIME_LIMIT};
 
 pub async fn push(
     req: HttpRequest,
@@ -111,20 +109,17 @@ async fn store(streams: &[PushStream], state: &State, loki: &Loki) -> Result<u64
             .map(|&(s, e, a)| entry::to_record(&streams[s], &streams[s].entries[e], &received, a))
             .collect();
         let ids: Vec<String> = records.iter().filter_map(|r| r.event_id.clone()).collect();
-        let done = match state.writer.send(writer::Ingest(records)).await {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => return Err(LokiError::store(e)),
-            Err(_) => return Err(LokiError::unavailable("store writer")),
-        };
+        let done = state.store.ingest(records).await.map_err(LokiError::from)?;
         stored += done.stored;
         if done.duplicates == 0 {
             return Ok(stored);
         }
-        let bodies = match state.readers.pick().send(ByEventId(ids)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Err(LokiError::store(e)),
-            Err(_) => return Err(LokiError::unavailable("store reader")),
-        };
+        let deadline = std::time::Instant::now() + QUERY_TIME_LIMIT;
+        let bodies = state
+            .store
+            .bodies(ids, deadline)
+            .await
+            .map_err(LokiError::from)?;
         let mut next = Vec::new();
         for (&(s, e, attempt), body) in pending.iter().zip(bodies) {
             let stream = &streams[s];

@@ -45,7 +45,7 @@ async fn run_range(
     }
     let _slot = slot(loki, state).await?;
     let began = Instant::now();
-    let mut exec = Exec::new(&state.readers, &loki.limits);
+    let mut exec = Exec::new(&state.store, &loki.limits);
     let answer = match expr {
         Expr::Log(log) => {
             let limit = params::limit(p.get("limit"), loki.limits.max_entries)?;
@@ -105,7 +105,7 @@ async fn run_instant(
     };
     let _slot = slot(loki, state).await?;
     let began = Instant::now();
-    let mut exec = Exec::new(&state.readers, &loki.limits);
+    let mut exec = Exec::new(&state.store, &loki.limits);
     let steps = Steps::instant(at);
     let value = exec.metric(&m, steps, &loki.limits).await?;
     Ok(HttpResponse::Ok().json(response::instant(

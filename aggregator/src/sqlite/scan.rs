@@ -1,14 +1,6 @@
-//! Store operations the Loki API needs besides `GET /logs`'s query, with the reader
-//! messages that run them:
-//!
-//! - [`Scan`]: a page of records in a time range, in time order, filtered by the indexed
-//!   `service` and `level` when given, continuing after a `(time, id)` position. Unlike
-//!   `GET /logs`'s query it counts nothing, so paging through a range costs one index
-//!   seek per page and the rows read.
-//! - [`ByEventId`]: the stored bodies of given event ids, for the exact deduplication of
-//!   pushed Loki entries.
-//!
-//! They are kept out of `store.rs` while the store moves behind one interface.
+//! The reads of Loki's API on the SQLite store, with the reader messages that run them:
+//! pages of a time range in time order (no totals, so a page is one index seek and the
+//! rows read), and the bodies stored under given event ids.
 
 use std::time::Instant;
 
@@ -16,46 +8,17 @@ use actix::prelude::*;
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
+use super::db::{Db, DbError};
+use super::reader::Reader;
 use crate::query::Order;
-use crate::reader::Reader;
-use crate::store::{Store, StoreError};
+use crate::store::{ScanPage, ScanQuery, ScanRow, StoreError};
 
 /// A page stops early once its bodies exceed this many bytes.
 pub const SCAN_PAGE_BYTES: usize = 4 << 20;
 
-/// Which records a scan reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScanQuery {
-    pub service: Option<String>,
-    /// Upper-cased, as stored.
-    pub level: Option<String>,
-    /// Inclusive, microseconds.
-    pub since_us: i64,
-    /// Exclusive, microseconds.
-    pub until_us: i64,
-    pub order: Order,
-    /// Continue after this `(time, id)`.
-    pub after: Option<(i64, i64)>,
-    pub limit: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScanRow {
-    pub id: i64,
-    pub ts_us: i64,
-    pub body: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ScanPage {
-    pub rows: Vec<ScanRow>,
-    /// More records may follow the last row.
-    pub more: bool,
-}
-
-impl Store {
+impl Db {
     /// One page of a scan.
-    pub fn scan(&self, q: &ScanQuery) -> Result<ScanPage, StoreError> {
+    pub fn scan(&self, q: &ScanQuery) -> Result<ScanPage, DbError> {
         let mut conds = vec!["ts >= ?", "ts < ?"];
         let mut args = vec![Value::Integer(q.since_us), Value::Integer(q.until_us)];
         if let Some(s) = &q.service {
@@ -102,7 +65,7 @@ impl Store {
     }
 
     /// The body stored under each id, `None` where there is none.
-    pub fn bodies_by_event_id(&self, ids: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+    pub fn bodies_by_event_id(&self, ids: &[String]) -> Result<Vec<Option<String>>, DbError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT body FROM logs WHERE event_id = ?1")?;
@@ -118,41 +81,41 @@ impl Store {
     }
 }
 
-/// One page of a scan.
+/// One page of a scan, stopped at `deadline`.
 #[derive(Message)]
 #[rtype(result = "Result<ScanPage, StoreError>")]
-pub struct Scan(pub ScanQuery);
+pub struct Scan {
+    pub query: ScanQuery,
+    pub deadline: Instant,
+    pub asked: Instant,
+}
 
 /// The bodies stored under these event ids.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<Option<String>>, StoreError>")]
-pub struct ByEventId(pub Vec<String>);
+pub struct Bodies {
+    pub event_ids: Vec<String>,
+    pub deadline: Instant,
+    pub asked: Instant,
+}
 
 impl Handler<Scan> for Reader {
     type Result = Result<ScanPage, StoreError>;
 
     fn handle(&mut self, msg: Scan, _: &mut Context<Self>) -> Self::Result {
-        let start = Instant::now();
-        let page = self.store.scan(&msg.0);
-        self.metrics
-            .query_duration
-            .with_label_values(&["loki_scan"])
-            .observe(start.elapsed().as_secs_f64());
-        page
+        self.within("loki_scan", msg.asked, msg.deadline, |db| {
+            db.scan(&msg.query)
+        })
     }
 }
 
-impl Handler<ByEventId> for Reader {
+impl Handler<Bodies> for Reader {
     type Result = Result<Vec<Option<String>>, StoreError>;
 
-    fn handle(&mut self, msg: ByEventId, _: &mut Context<Self>) -> Self::Result {
-        let start = Instant::now();
-        let bodies = self.store.bodies_by_event_id(&msg.0);
-        self.metrics
-            .query_duration
-            .with_label_values(&["loki_lookup"])
-            .observe(start.elapsed().as_secs_f64());
-        bodies
+    fn handle(&mut self, msg: Bodies, _: &mut Context<Self>) -> Self::Result {
+        self.within("loki_lookup", msg.asked, msg.deadline, |db| {
+            db.bodies_by_event_id(&msg.event_ids)
+        })
     }
 }
 
@@ -165,7 +128,7 @@ mod tests {
     #[test]
     fn scans_page_by_position_and_lookups_find_bodies() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = Store::open_writer(dir.path(), SyncMode::Normal).unwrap();
+        let mut w = Db::open_writer(dir.path(), SyncMode::Normal).unwrap();
         let batch: Vec<_> = (0..25)
             .map(|i| {
                 let text = serde_json::json!({
@@ -178,7 +141,7 @@ mod tests {
             })
             .collect();
         w.insert(&batch).unwrap();
-        let r = Store::open_reader(dir.path()).unwrap();
+        let r = Db::open_reader(dir.path()).unwrap();
         let t0 = batch[0].ts_us;
         for order in [Order::Asc, Order::Desc] {
             let mut q = ScanQuery {
