@@ -52,15 +52,21 @@ pub struct Identity<'a> {
     pub line: Cow<'a, str>,
 }
 
-/// The `event_id` of an entry: `loki:<ts hex>:<xxh3-128 of stream and line>`, plus
-/// `#<attempt>` after a collision. The time comes first so that the ids of a stream grow
-/// in time order, which keeps the store's unique index appended to. A hash can collide;
-/// the push handler compares the stored entry whenever an id is reported as a duplicate,
-/// and retries a true collision under the next attempt, so the id never merges two
-/// different entries (see docs/loki.md).
+/// The `event_id` of an entry: `loki:<ts hex>:<hash hex>`, plus `#<attempt>` after a
+/// collision, where the hash is xxh3 (64 bits) of the line seeded with the xxh3 of the
+/// stream's labels. The time comes first so that the ids of a stream grow in time
+/// order, which keeps the store's unique index appended to. A hash can collide; the
+/// push handler compares the stored entry whenever an id is reported as a duplicate, and
+/// retries a true collision under the next attempt, so an id never merges two different
+/// entries (see docs/loki.md).
 pub fn event_id(labels: &LabelSet, ts_ns: i64, line: &str, attempt: u32) -> String {
+    seeded_id(stream_seed(labels), ts_ns, line, attempt)
+}
+
+/// The hash of a stream's labels, in an encoding where no two label sets give the same
+/// bytes (every part is preceded by its length).
+fn stream_seed(labels: &LabelSet) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    // Lengths make the encoding injective: no two (labels, line) give the same bytes.
     h.update(&(labels.len() as u64).to_le_bytes());
     for (k, v) in labels {
         h.update(&(k.len() as u64).to_le_bytes());
@@ -68,26 +74,85 @@ pub fn event_id(labels: &LabelSet, ts_ns: i64, line: &str, attempt: u32) -> Stri
         h.update(&(v.len() as u64).to_le_bytes());
         h.update(v.as_bytes());
     }
-    h.update(&(line.len() as u64).to_le_bytes());
-    h.update(line.as_bytes());
-    let hash = h.digest128();
-    if attempt == 0 {
-        format!("loki:{:016x}:{hash:032x}", ts_ns as u64)
-    } else {
-        format!("loki:{:016x}:{hash:032x}#{attempt}", ts_ns as u64)
+    h.digest()
+}
+
+fn seeded_id(seed: u64, ts_ns: i64, line: &str, attempt: u32) -> String {
+    let hash = xxhash_rust::xxh3::xxh3_64_with_seed(line.as_bytes(), seed);
+    let mut id = String::with_capacity(48);
+    id.push_str("loki:");
+    push_hex(&mut id, ts_ns as u64);
+    id.push(':');
+    push_hex(&mut id, hash);
+    if attempt > 0 {
+        id.push('#');
+        id.push_str(&attempt.to_string());
+    }
+    id
+}
+
+/// 16 lowercase hex digits; `format!("{:016x}")` costs several times more, per entry.
+fn push_hex(out: &mut String, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(DIGITS[((v >> (shift * 4)) & 0xf) as usize] as char);
     }
 }
 
-/// The record for one entry of `stream`, under the id of `attempt`.
+/// What every entry of a stream shares, worked out once per stream: the hash seed of
+/// its labels, each label as a JSON member, and the descriptor's `stream` object.
+pub struct Prepared<'s> {
+    stream: &'s PushStream,
+    seed: u64,
+    /// `"name":"value"` of each label, in label order.
+    members: Vec<Vec<u8>>,
+    /// `{"name":"value",...}`.
+    object: Vec<u8>,
+}
+
+impl PushStream {
+    pub fn prepare(&self) -> Prepared<'_> {
+        let members: Vec<Vec<u8>> = self
+            .labels
+            .iter()
+            .map(|(k, v)| {
+                let mut m = Vec::with_capacity(k.len() + v.len() + 6);
+                push_str(&mut m, k);
+                m.push(b':');
+                push_str(&mut m, v);
+                m
+            })
+            .collect();
+        let mut object = vec![b'{'];
+        object.extend_from_slice(&members.join(&b","[..]));
+        object.push(b'}');
+        Prepared {
+            stream: self,
+            seed: stream_seed(&self.labels),
+            members,
+            object,
+        }
+    }
+}
+
+impl Prepared<'_> {
+    /// The `event_id` of one of the stream's entries under `attempt`.
+    pub fn event_id(&self, entry: &PushEntry, attempt: u32) -> String {
+        seeded_id(self.seed, entry.ts_ns, &entry.line, attempt)
+    }
+}
+
+/// The record for one entry of a prepared stream, under the id of `attempt`.
 pub fn to_record(
-    stream: &PushStream,
+    prepared: &Prepared<'_>,
     entry: &PushEntry,
     received: &Received,
     attempt: u32,
 ) -> Record {
+    let stream = prepared.stream;
     let fields = json_fields(&entry.line);
     let spliced = fields.as_ref().is_some_and(|f| !f.reserved_key);
-    let mut out: Vec<u8> = Vec::with_capacity(entry.line.len() + 256);
+    let mut out: Vec<u8> = Vec::with_capacity(entry.line.len() + prepared.object.len() * 2 + 160);
     let has = |k: &str| {
         fields
             .as_ref()
@@ -101,44 +166,48 @@ pub fn to_record(
     } else {
         out.push(b'{');
     }
-    let mut field = |out: &mut Vec<u8>, key: &str, value: &str| {
+    let mut comma = |out: &mut Vec<u8>| {
         if !first {
             out.push(b',');
         }
         first = false;
-        push_str(out, key);
-        out.push(b':');
-        push_str(out, value);
     };
-    let ts =
-        DateTime::from_timestamp_nanos(entry.ts_ns).to_rfc3339_opts(SecondsFormat::Nanos, true);
     if !(spliced && has("timestamp")) {
-        field(&mut out, "timestamp", &ts);
+        comma(&mut out);
+        let ts =
+            DateTime::from_timestamp_nanos(entry.ts_ns).to_rfc3339_opts(SecondsFormat::Nanos, true);
+        out.extend_from_slice(b"\"timestamp\":\"");
+        out.extend_from_slice(ts.as_bytes());
+        out.push(b'"');
     }
     let free = |k: &str| !(RESERVED.contains(&k) || spliced && has(k));
-    for (k, v) in &stream.labels {
+    for ((k, _), member) in stream.labels.iter().zip(&prepared.members) {
         if free(k) {
-            field(&mut out, k, v);
+            comma(&mut out);
+            out.extend_from_slice(member);
         }
     }
     for (k, v) in &entry.metadata {
         if free(k) && !stream.labels.iter().any(|(l, _)| l == k) {
-            field(&mut out, k, v);
+            comma(&mut out);
+            push_str(&mut out, k);
+            out.push(b':');
+            push_str(&mut out, v);
         }
     }
     if !spliced {
-        field(&mut out, "message", &entry.line);
+        comma(&mut out);
+        out.extend_from_slice(b"\"message\":");
+        push_str(&mut out, &entry.line);
     }
     // The descriptor.
-    out.extend_from_slice(if first { b"\"" } else { b",\"" });
+    comma(&mut out);
+    out.extend_from_slice(b"\"");
     out.extend_from_slice(DESCRIPTOR.as_bytes());
     out.extend_from_slice(b"\":{\"ts\":\"");
     out.extend_from_slice(entry.ts_ns.to_string().as_bytes());
     out.extend_from_slice(b"\",\"stream\":");
-    push_map(
-        &mut out,
-        stream.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    );
+    out.extend_from_slice(&prepared.object);
     if !entry.metadata.is_empty() {
         out.extend_from_slice(b",\"metadata\":");
         push_map(
@@ -178,7 +247,7 @@ pub fn to_record(
         None => Some(entry.line.clone()),
     };
     Record {
-        event_id: Some(event_id(&stream.labels, entry.ts_ns, &entry.line, attempt)),
+        event_id: Some(prepared.event_id(entry, attempt)),
         service: pick("service", f.and_then(|f| f.service.as_ref())),
         level: pick("level", f.and_then(|f| f.level.as_ref())).map(|l| l.to_ascii_uppercase()),
         request_id: pick("request_id", f.and_then(|f| f.request_id.as_ref())),
@@ -301,7 +370,7 @@ mod tests {
             "GET /cart 500 \"oops\"",
             &[("trace_id", "abc"), ("job", "shadowed")],
         );
-        let r = to_record(&s, &s.entries[0], &received(), 0);
+        let r = to_record(&s.prepare(), &s.entries[0], &received(), 0);
         let body: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["message"], "GET /cart 500 \"oops\"");
         assert_eq!(body["timestamp"], "2024-05-01T10:00:00.123456789Z");
@@ -335,7 +404,7 @@ mod tests {
         let line =
             r#"{"level":"error","message":"boom","status":500,"timestamp":"x","request_id":"r9"}"#;
         let s = stream(line, &[]);
-        let r = to_record(&s, &s.entries[0], &received(), 0);
+        let r = to_record(&s.prepare(), &s.entries[0], &received(), 0);
         assert!(r.body.starts_with(&line[..line.len() - 1]), "{}", r.body);
         let body: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["level"], "error", "the line's own field stays");
@@ -353,16 +422,19 @@ mod tests {
         // An empty object, and one that uses a reserved key, still work.
         let s = stream("{ }", &[]);
         let body: Value =
-            serde_json::from_str(&to_record(&s, &s.entries[0], &received(), 0).body).unwrap();
+            serde_json::from_str(&to_record(&s.prepare(), &s.entries[0], &received(), 0).body)
+                .unwrap();
         assert_eq!(body["job"], "api");
         let s = stream(r#"{"loki":1}"#, &[]);
         let body: Value =
-            serde_json::from_str(&to_record(&s, &s.entries[0], &received(), 0).body).unwrap();
+            serde_json::from_str(&to_record(&s.prepare(), &s.entries[0], &received(), 0).body)
+                .unwrap();
         assert_eq!(body["message"], r#"{"loki":1}"#);
         // Not exactly an object: text.
         let s = stream(r#" {"a":1}"#, &[]);
         let body: Value =
-            serde_json::from_str(&to_record(&s, &s.entries[0], &received(), 0).body).unwrap();
+            serde_json::from_str(&to_record(&s.prepare(), &s.entries[0], &received(), 0).body)
+                .unwrap();
         assert_eq!(body["message"], r#" {"a":1}"#);
     }
 
@@ -371,7 +443,7 @@ mod tests {
         let l: LabelSet = vec![("a".into(), "b".into())];
         let id = event_id(&l, 5, "x", 0);
         assert_eq!(id, event_id(&l, 5, "x", 0));
-        assert_eq!(id.len(), "loki:".len() + 16 + 1 + 32);
+        assert_eq!(id.len(), "loki:".len() + 16 + 1 + 16);
         assert_ne!(id, event_id(&l, 6, "x", 0));
         assert_ne!(id, event_id(&l, 5, "y", 0));
         assert_ne!(id, event_id(&vec![("a".into(), "c".into())], 5, "x", 0));

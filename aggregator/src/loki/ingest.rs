@@ -102,18 +102,23 @@ async fn store(streams: &[PushStream], state: &State, loki: &Loki) -> Result<u64
         .enumerate()
         .flat_map(|(s, stream)| (0..stream.entries.len()).map(move |e| (s, e, 0)))
         .collect();
+    let prepared: Vec<_> = streams.iter().map(PushStream::prepare).collect();
     let mut stored = 0;
     loop {
         let records: Vec<_> = pending
             .iter()
-            .map(|&(s, e, a)| entry::to_record(&streams[s], &streams[s].entries[e], &received, a))
+            .map(|&(s, e, a)| entry::to_record(&prepared[s], &streams[s].entries[e], &received, a))
             .collect();
-        let ids: Vec<String> = records.iter().filter_map(|r| r.event_id.clone()).collect();
         let done = state.store.ingest(records).await.map_err(LokiError::from)?;
         stored += done.stored;
         if done.duplicates == 0 {
             return Ok(stored);
         }
+        // Rare (a re-send): the ids are worked out again rather than kept for every push.
+        let ids = pending
+            .iter()
+            .map(|&(s, e, a)| prepared[s].event_id(&streams[s].entries[e], a))
+            .collect();
         let deadline = std::time::Instant::now() + QUERY_TIME_LIMIT;
         let bodies = state
             .store

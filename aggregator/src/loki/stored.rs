@@ -340,7 +340,7 @@ mod tests {
                     .collect(),
             }],
         };
-        let body = to_record(&s, &s.entries[0], &Received::now(), 0).body;
+        let body = to_record(&s.prepare(), &s.entries[0], &Received::now(), 0).body;
         (s, body)
     }
 

@@ -70,6 +70,21 @@ pub const BENCHES: &[Bench] = &[
         ],
     },
     Bench {
+        id: "loki",
+        title: "Loki push against NDJSON ingest",
+        package: "log-aggregator",
+        example: "loki_bench",
+        known: &[
+            known("push_records_per_s", "Loki push (protobuf + snappy), durable", "records/s", true),
+            known("ndjson_records_per_s", "POST /logs NDJSON, same records, durable", "records/s", true),
+            known("push_rate_pct_of_ndjson", "push rate as a share of NDJSON (target >= 80)", "%", true),
+            known("push_cpu_s_per_million", "push CPU per million records", "s", false),
+            known("ndjson_cpu_s_per_million", "NDJSON CPU per million records", "s", false),
+            known("push_cpu_pct_of_ndjson", "push records per CPU-second as a share of NDJSON", "%", true),
+            known("records", "records per run", "records", true),
+        ],
+    },
+    Bench {
         id: "metrics",
         title: "Metrics sidecar",
         package: "metrics-sidecar",
@@ -306,7 +321,7 @@ mod tests {
             .unwrap_err()
             .contains("not in this workspace"));
         assert!(ws.find(&BENCHES[1]).is_ok());
-        let e = ws.find(&BENCHES[2]).unwrap_err();
+        let e = ws.find(&BENCHES[3]).unwrap_err();
         assert!(
             e.contains("no example relabel_bench (examples: other_bench)"),
             "{e}"

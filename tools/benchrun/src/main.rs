@@ -42,7 +42,7 @@ USAGE:
 FLAGS:
     --quick          rough figures: each benchmark once, with its --quick sizes
     --runs N         runs of each benchmark; the table shows the median and the spread [3; 1 with --quick]
-    --only LIST      comma-separated sections: sidecar, aggregator, metrics, cost [all]
+    --only LIST      comma-separated sections: sidecar, aggregator, loki, metrics, cost [all]
     --json FILE      also write the figures (median, min, max, runs) and the machine to FILE
     --bin-dir DIR    measure the cost of the sidecars with the binaries in DIR (built
                      elsewhere) instead of this workspace's release build
@@ -88,7 +88,7 @@ fn parse(args: &[String]) -> Result<Mode, String> {
             "--only" => {
                 let v = value(&mut i, "--only")?;
                 let list: Vec<String> = v.split(',').map(|s| s.trim().to_owned()).collect();
-                let valid = ["sidecar", "aggregator", "metrics", "cost"];
+                let valid = ["sidecar", "aggregator", "loki", "metrics", "cost"];
                 if let Some(bad) = list.iter().find(|s| !valid.contains(&s.as_str())) {
                     return Err(format!(
                         "--only: unknown section {bad:?}; use {}",
