@@ -20,7 +20,7 @@ use super::logql::pipeline::{self, Labels};
 use super::params::Direction;
 use super::stored::View;
 use crate::query::Order;
-use crate::store::{ScanQuery, Store};
+use crate::store::{RecordId, ScanQuery, Store};
 
 /// Records per page read from the store.
 pub const PAGE_ROWS: usize = 1000;
@@ -77,14 +77,14 @@ impl<'a> Exec<'a> {
     }
 
     /// Calls `f` on every record in `[from_ns, to_ns)` whose stream labels match
-    /// `matchers`, in `order`, until `f` answers `false`.
+    /// `matchers`, in `order`, with its id, until `f` answers `false`.
     pub async fn each(
         &mut self,
         matchers: &[Matcher],
         from_ns: i64,
         to_ns: i64,
         order: Order,
-        mut f: impl FnMut(View<'_>) -> Result<bool, LokiError>,
+        mut f: impl FnMut(View<'_>, RecordId) -> Result<bool, LokiError>,
     ) -> Result<(), LokiError> {
         if to_ns <= from_ns {
             return Ok(());
@@ -122,7 +122,7 @@ impl<'a> Exec<'a> {
                 if view.ts_ns < from_ns || view.ts_ns >= to_ns || !selects(matchers, &view) {
                     continue;
                 }
-                if !f(view)? {
+                if !f(view, row.id)? {
                     return Ok(());
                 }
             }
@@ -149,7 +149,7 @@ impl<'a> Exec<'a> {
         };
         let mut streams = Streams::new();
         let mut taken = 0;
-        self.each(&expr.matchers, start, end, order, |view| {
+        self.each(&expr.matchers, start, end, order, |view, _| {
             let (ts, labels, line) = piped(expr, view);
             if let (Some(line), Some(labels)) = (line, labels) {
                 streams
@@ -184,7 +184,7 @@ impl<'a> Exec<'a> {
             let mut acc = RangeAcc::new(agg, steps, project, limits.bounds());
             let (from, to) = RangeAcc::time_span(agg, steps);
             let mut failed = None;
-            self.each(&agg.log.matchers, from, to, Order::Asc, |view| {
+            self.each(&agg.log.matchers, from, to, Order::Asc, |view, _| {
                 let (ts, labels, line) = piped(&agg.log, view);
                 if let (Some(line), Some(labels)) = (line, labels) {
                     if let Err(e) = acc.add(ts, labels, line.len()) {
@@ -220,7 +220,7 @@ impl<'a> Exec<'a> {
     ) -> Result<HashMap<LabelSet, StreamStats>, LokiError> {
         let mut out: HashMap<LabelSet, StreamStats> = HashMap::new();
         let mut too_many = false;
-        self.each(matchers, start, end, Order::Asc, |view| {
+        self.each(matchers, start, end, Order::Asc, |view, _| {
             let key: LabelSet = view
                 .labels
                 .iter()
@@ -275,7 +275,7 @@ pub fn selects(matchers: &[Matcher], view: &View<'_>) -> bool {
 
 /// An entry through a log expression's pipeline: its time, final labels and line
 /// (`None` when filtered out).
-fn piped<'v>(expr: &LogExpr, view: View<'v>) -> (i64, Option<LabelSet>, Option<Cow<'v, str>>) {
+pub fn piped<'v>(expr: &LogExpr, view: View<'v>) -> (i64, Option<LabelSet>, Option<Cow<'v, str>>) {
     let ts = view.ts_ns;
     let owned = |pairs: Vec<(Cow<'_, str>, Cow<'_, str>)>| -> Vec<(String, String)> {
         pairs

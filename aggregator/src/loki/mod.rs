@@ -13,6 +13,7 @@
 //! - [`stored`]: a stored record seen as a Loki entry.
 //! - [`exec`]: a query run over pages of the store, within its limits.
 //! - [`query`], [`index`], [`status`]: the query, stream and status endpoints.
+//! - [`tail`]: the WebSocket tail over the store's live feed.
 //! - [`response`] and [`error`]: Loki's JSON shapes and its plain-text errors.
 
 pub mod entry;
@@ -30,6 +31,7 @@ pub mod request;
 pub mod response;
 pub mod status;
 pub mod stored;
+pub mod tail;
 
 use std::time::Duration;
 
@@ -42,6 +44,9 @@ use exec::Limits;
 /// Queries (of any Loki kind) evaluated at once; more wait for a place, up to the
 /// query timeout, then get `429`. Each holds at most [`LIMITS`]' worth of memory.
 pub const MAX_CONCURRENT_QUERIES: usize = 4;
+
+/// WebSocket tails open at once; more get `429`.
+pub const MAX_TAILS: usize = 32;
 
 /// The limits of one query, with Loki's defaults where Loki has one.
 pub const LIMITS: Limits = Limits {
@@ -58,6 +63,7 @@ pub const LIMITS: Limits = Limits {
 pub struct Loki {
     pub limits: Limits,
     pub queries: Semaphore,
+    pub tails: std::sync::Arc<Semaphore>,
     /// Pushed entries stored under a further id because their first one was taken by a
     /// different entry (a hash collision).
     pub collisions: IntCounter,
@@ -73,6 +79,7 @@ impl Loki {
         Ok(Loki {
             limits: LIMITS,
             queries: Semaphore::new(MAX_CONCURRENT_QUERIES),
+            tails: std::sync::Arc::new(Semaphore::new(MAX_TAILS)),
             collisions,
         })
     }
@@ -102,6 +109,7 @@ pub fn routes(loki: web::Data<Loki>) -> impl Fn(&mut web::ServiceConfig) + Clone
                     .route("/index/volume", web::post().to(index::volume))
                     .route("/index/volume_range", web::get().to(index::volume_range))
                     .route("/index/volume_range", web::post().to(index::volume_range))
+                    .route("/tail", web::get().to(tail::tail))
                     .route("/status/buildinfo", web::get().to(status::buildinfo)),
             );
     }
