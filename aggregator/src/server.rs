@@ -15,7 +15,8 @@ use shared::http::{self, HttpMetrics};
 use shared::{cli, jsonlog};
 use tokio::sync::Semaphore;
 
-use crate::config::{AggregatorConfig, SETTINGS_HELP};
+use crate::config::{AggregatorConfig, StoreKind, SETTINGS_HELP};
+use crate::embedded::Embedded;
 use crate::metrics::Metrics;
 use crate::routes::{self, State, SERVICE};
 use crate::sqlite::Sqlite;
@@ -53,7 +54,10 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
     let http_metrics =
         web::Data::new(HttpMetrics::register(&registry, SERVICE).context("register metrics")?);
     let metrics = Metrics::register(&registry).context("register metrics")?;
-    let store = Store::new(Sqlite::start(&config, &metrics)?);
+    let store = match config.store {
+        StoreKind::Embedded => Store::new(Embedded::start(&config, &metrics)?),
+        StoreKind::Sqlite => Store::new(Sqlite::start(&config, &metrics)?),
+    };
     let state = web::Data::new(State {
         store: store.clone(),
         metrics,

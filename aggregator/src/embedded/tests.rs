@@ -1,0 +1,1 @@
+//! Tests of the embedded store driven through its engine and its backend.
