@@ -22,6 +22,7 @@ pub const READER_THREADS: &str = "READER_THREADS";
 pub const WORKERS: &str = "WORKERS";
 pub const SHUTDOWN_GRACE: &str = "SHUTDOWN_GRACE";
 pub const STORE: &str = "STORE";
+pub const FLUSH_RECORDS: &str = "FLUSH_RECORDS";
 
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_DATA_DIR: &str = "/data";
@@ -44,6 +45,8 @@ pub const SETTINGS_HELP: &str = "    LISTEN_ADDR            address to serve on 
     STORE                  embedded: the log store (segments and a log, in DATA_DIR);
                            sqlite: the SQLite store of earlier versions (embedded)
     DATA_DIR               directory of the store, created if missing (/data)
+    FLUSH_RECORDS          embedded store: records kept in memory (and in the log)
+                           before they are written to a segment (131072)
     AGGREGATOR_TOKEN       bearer token required for POST /logs, GET /logs, /logs/count
                            and /logs/clear (unset: open)
     MAX_BODY_BYTES         largest request body, before and after gzip (16MiB)
@@ -118,6 +121,7 @@ pub struct Retention {
 pub struct AggregatorConfig {
     pub listen: SocketAddr,
     pub store: StoreKind,
+    pub flush_records: usize,
     pub data_dir: PathBuf,
     pub token: Option<String>,
     pub max_body_bytes: usize,
@@ -179,6 +183,11 @@ impl AggregatorConfig {
         let config = AggregatorConfig {
             listen,
             store: r.parse(STORE, StoreKind::Embedded),
+            flush_records: r.bounded(
+                FLUSH_RECORDS,
+                crate::embedded::engine::FLUSH_ROWS,
+                1..=(1 << 24),
+            ),
             data_dir,
             token,
             max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),

@@ -27,7 +27,9 @@ use crate::config::SyncMode;
 use crate::record::Record;
 use crate::store::{CommittedRecord, Inserted, StoreError};
 
-/// Records in memory after which the buffer is sealed and flushed to a segment.
+/// Records in memory after which the buffer is sealed and flushed to a segment, by
+/// default (`FLUSH_RECORDS`): 16 row groups, about 45 MiB of memory for records of
+/// 250 bytes, and a segment of about 4 MiB.
 pub const FLUSH_ROWS: usize = 131_072;
 /// Bytes of records in memory after which the buffer is flushed, whatever their count.
 pub const FLUSH_BYTES: usize = 48 << 20;
@@ -46,9 +48,28 @@ pub struct Sealed {
     pub epoch: u64,
 }
 
+/// When the buffer is flushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub flush_rows: usize,
+    pub flush_bytes: usize,
+    pub flush_age: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            flush_rows: FLUSH_ROWS,
+            flush_bytes: FLUSH_BYTES,
+            flush_age: FLUSH_AGE,
+        }
+    }
+}
+
 /// The writer's state.
 pub struct Engine {
     pub dir: PathBuf,
+    limits: Limits,
     sync: SyncMode,
     wal: Wal,
     next_id: i64,
@@ -114,6 +135,7 @@ impl Engine {
     pub fn new(
         dir: &Path,
         sync: SyncMode,
+        limits: Limits,
         recovered: Recovered,
         view: SharedView,
     ) -> Result<Engine, StoreError> {
@@ -132,6 +154,7 @@ impl Engine {
         }
         let mut engine = Engine {
             dir: dir.to_owned(),
+            limits,
             sync,
             wal,
             next_id,
@@ -178,7 +201,8 @@ impl Engine {
     /// Whether commits must wait for a flush to finish (memory is full).
     pub fn must_wait(&self) -> bool {
         self.sealed.len() >= MAX_SEALED
-            && (self.active_rows >= FLUSH_ROWS || self.active_bytes >= FLUSH_BYTES)
+            && (self.active_rows >= self.limits.flush_rows
+                || self.active_bytes >= self.limits.flush_bytes)
     }
 
     /// Stores several batches as one group: deduplicated, logged, then visible.
@@ -298,9 +322,10 @@ impl Engine {
         if self.active.is_empty() || self.sealed.len() >= MAX_SEALED {
             return Ok(None);
         }
-        let due = self.active_rows >= FLUSH_ROWS
-            || self.active_bytes >= FLUSH_BYTES
-            || self.active_since.is_some_and(|t| t.elapsed() >= FLUSH_AGE);
+        let due = self.active_rows >= self.limits.flush_rows
+            || self.active_bytes >= self.limits.flush_bytes
+            || self.active_since
+                .is_some_and(|t| t.elapsed() >= self.limits.flush_age);
         if !due && !force {
             return Ok(None);
         }
@@ -465,33 +490,73 @@ impl Engine {
         Ok(())
     }
 
-    /// One retention pass: deletes the whole segments that retention no longer keeps
-    /// (the oldest beyond `max_records`, as long as every older one went too, and those
-    /// whose records are all older than `min_ts_us`), and says what else it needs:
-    /// a flush, when records to delete are still in memory, or the rewrite of one
-    /// segment that holds some records to delete. Returns the records deleted.
-    pub fn retain(
-        &mut self,
-        max_records: Option<u64>,
-        min_ts_us: Option<i64>,
-    ) -> (u64, RetentionStep) {
-        let mut stored = self.stored();
-        let mut victims = Vec::new();
-        let mut counting = max_records.is_some();
-        for s in &self.segments {
-            let rows = s.rows();
-            let too_many =
-                counting && max_records.is_some_and(|m| stored.saturating_sub(rows) >= m);
-            counting = too_many;
-            let too_old =
-                min_ts_us.is_some_and(|min| s.index.groups.iter().all(|g| g.ts_max < min));
-            if too_many || too_old {
-                victims.push(s.first_id);
-                stored -= rows;
+    /// One retention pass. Records older than `min_ts_us` go first, then the oldest by
+    /// arrival beyond `max_records`. Whole segments are deleted at once; what else is
+    /// needed comes back as a step: a flush, when records to delete are still in
+    /// memory, or the rewrite of the one segment that holds some of them. The writer
+    /// runs passes until the step is [`RetentionStep::Nothing`]. Returns the records
+    /// deleted.
+    pub fn retain(&mut self, max_records: Option<u64>, min_ts_us: Option<i64>) -> (u64, RetentionStep) {
+        let mut removed = 0;
+        if let Some(min) = min_ts_us {
+            let old: Vec<i64> = self
+                .segments
+                .iter()
+                .filter(|s| s.index.groups.iter().all(|g| g.ts_max < min))
+                .map(|s| s.first_id)
+                .collect();
+            removed += self.delete_segments(&old);
+            if let Some(s) = self
+                .segments
+                .iter()
+                .find(|s| s.index.groups.iter().any(|g| g.ts_min < min))
+            {
+                let step = RetentionStep::Rewrite {
+                    segment: s.clone(),
+                    drop_oldest: 0,
+                    min_ts_us,
+                };
+                return (removed, step);
+            }
+            let in_memory = self
+                .active
+                .iter()
+                .chain(self.sealed.iter().flat_map(|s| s.chunks.iter()))
+                .any(|c| c.ts_min < min);
+            if in_memory {
+                return (removed, RetentionStep::Flush);
             }
         }
+        let Some(max) = max_records else {
+            return (removed, RetentionStep::Nothing);
+        };
+        let mut stored = self.stored();
+        let mut victims = Vec::new();
+        for s in &self.segments {
+            if stored.saturating_sub(s.rows()) < max {
+                break;
+            }
+            stored -= s.rows();
+            victims.push(s.first_id);
+        }
+        removed += self.delete_segments(&victims);
+        let excess = self.stored().saturating_sub(max);
+        let step = match self.segments.first() {
+            _ if excess == 0 => RetentionStep::Nothing,
+            Some(s) => RetentionStep::Rewrite {
+                segment: s.clone(),
+                drop_oldest: excess,
+                min_ts_us: None,
+            },
+            None => RetentionStep::Flush,
+        };
+        (removed, step)
+    }
+
+    /// Deletes whole segments; returns their records.
+    fn delete_segments(&mut self, owners: &[i64]) -> u64 {
         let mut removed = 0;
-        for owner in victims {
+        for &owner in owners {
             let Some(pos) = self.segments.iter().position(|s| s.first_id == owner) else {
                 continue;
             };
@@ -506,42 +571,7 @@ impl Engine {
         if removed > 0 {
             self.publish();
         }
-        let stored = self.stored();
-        let excess = max_records.map_or(0, |m| stored.saturating_sub(m));
-        let old_in_memory = |min: i64| {
-            self.active
-                .iter()
-                .chain(self.sealed.iter().flat_map(|s| s.chunks.iter()))
-                .any(|c| c.ts_min < min)
-        };
-        let step = if excess > 0 {
-            match self.segments.first() {
-                Some(s) if excess < s.rows() => RetentionStep::Rewrite {
-                    segment: s.clone(),
-                    drop_oldest: excess,
-                    min_ts_us,
-                },
-                Some(_) => RetentionStep::Nothing,
-                None => RetentionStep::Flush,
-            }
-        } else if let Some(min) = min_ts_us {
-            match self
-                .segments
-                .iter()
-                .find(|s| s.index.groups.iter().any(|g| g.ts_min < min))
-            {
-                Some(s) => RetentionStep::Rewrite {
-                    segment: s.clone(),
-                    drop_oldest: 0,
-                    min_ts_us,
-                },
-                None if old_in_memory(min) => RetentionStep::Flush,
-                None => RetentionStep::Nothing,
-            }
-        } else {
-            RetentionStep::Nothing
-        };
-        (removed, step)
+        removed
     }
 
     fn forget_segment(&mut self, pos: usize) {

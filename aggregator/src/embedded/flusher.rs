@@ -15,7 +15,7 @@ use super::engine::{Rewritten, Sealed};
 use super::filter::request_id_of;
 use super::segment::{
     Row, Segment, SegmentError, SegmentWriter, COL_BODY, COL_EVENT_ID, COL_ID, COL_LEVEL,
-    COL_MESSAGE, COL_SERVICE, COL_TS, ROW_GROUP_ROWS, SEGMENT_DIR,
+    COL_MESSAGE, COL_SERVICE, COL_TS, SEGMENT_DIR,
 };
 use crate::record::Record;
 use crate::store::StoreError;
@@ -44,13 +44,14 @@ pub struct Compact(pub Vec<Arc<Segment>>);
 
 pub struct Flusher {
     dir: PathBuf,
+    group_rows: usize,
 }
 
 impl Flusher {
-    pub fn start(arbiter: &ArbiterHandle, dir: PathBuf) -> Addr<Flusher> {
+    pub fn start(arbiter: &ArbiterHandle, dir: PathBuf, group_rows: usize) -> Addr<Flusher> {
         Flusher::start_in_arbiter(arbiter, move |ctx: &mut Context<Flusher>| {
             ctx.set_mailbox_capacity(FLUSHER_MAILBOX);
-            Flusher { dir }
+            Flusher { dir, group_rows }
         })
     }
 }
@@ -70,7 +71,7 @@ pub fn tmp_path(dir: &Path, first: i64, what: &str) -> PathBuf {
 }
 
 /// Writes the records of `sealed`, sorted by `(time, id)`, to a `.tmp` segment.
-pub fn write_sealed(dir: &Path, sealed: &Sealed) -> Result<PathBuf, StoreError> {
+pub fn write_sealed(dir: &Path, sealed: &Sealed, group_rows: usize) -> Result<PathBuf, StoreError> {
     std::fs::create_dir_all(dir.join(SEGMENT_DIR))
         .map_err(|e| StoreError::Failed(format!("cannot create the segment directory: {e}")))?;
     let mut rows: Vec<Row<'_>> = sealed
@@ -80,7 +81,7 @@ pub fn write_sealed(dir: &Path, sealed: &Sealed) -> Result<PathBuf, StoreError> 
         .collect();
     rows.sort_unstable_by_key(|r| (r.record.ts_us, r.id));
     let path = tmp_path(dir, sealed.owner, "flush");
-    super::segment::write(&path, &rows).map_err(failed)?;
+    super::segment::write(&path, &rows, group_rows).map_err(failed)?;
     Ok(path)
 }
 
@@ -155,11 +156,15 @@ pub fn read_group(seg: &Segment, g: usize) -> Result<Vec<(i64, Record)>, Segment
 
 /// Merges `inputs` (adjacent, in id order) into one `.tmp` segment sorted by
 /// `(time, id)`, one row group in memory per input.
-pub fn merge(dir: &Path, inputs: &[Arc<Segment>]) -> Result<(PathBuf, i64), StoreError> {
+pub fn merge(
+    dir: &Path,
+    inputs: &[Arc<Segment>],
+    group_rows: usize,
+) -> Result<(PathBuf, i64), StoreError> {
     let first = inputs.first().map_or(0, |s| s.first_id);
     let last = inputs.iter().map(|s| s.last_id).max().unwrap_or(first);
     let path = tmp_path(dir, first, "compact");
-    let mut out = SegmentWriter::create(&path).map_err(failed)?;
+    let mut out = SegmentWriter::create(&path, group_rows).map_err(failed)?;
     let mut cursors: Vec<Input<'_>> = inputs
         .iter()
         .map(|seg| Input {
@@ -175,13 +180,13 @@ pub fn merge(dir: &Path, inputs: &[Arc<Segment>]) -> Result<(PathBuf, i64), Stor
             heap.push(Reverse((key, i)));
         }
     }
-    let mut group: Vec<(i64, Record)> = Vec::with_capacity(ROW_GROUP_ROWS);
+    let mut group: Vec<(i64, Record)> = Vec::with_capacity(out.group_rows());
     while let Some(Reverse((_, i))) = heap.pop() {
         group.push(cursors[i].take());
         if let Some(key) = cursors[i].peek().map_err(failed)? {
             heap.push(Reverse((key, i)));
         }
-        if group.len() == ROW_GROUP_ROWS {
+        if group.len() == out.group_rows() {
             write_owned(&mut out, &group)?;
             group.clear();
         }
@@ -206,6 +211,7 @@ pub fn rewrite(
     seg: &Segment,
     drop_oldest: u64,
     min_ts_us: Option<i64>,
+    group_rows: usize,
 ) -> Result<Option<Rewritten>, StoreError> {
     let mut ids = Vec::new();
     for g in 0..seg.index.groups.len() {
@@ -214,10 +220,10 @@ pub fn rewrite(
     ids.sort_unstable();
     let keep_from = ids.get(drop_oldest as usize).copied().unwrap_or(i64::MAX);
     let path = tmp_path(dir, seg.first_id, "rewrite");
-    let mut out = SegmentWriter::create(&path).map_err(failed)?;
+    let mut out = SegmentWriter::create(&path, group_rows).map_err(failed)?;
     let (mut first, mut last) = (i64::MAX, i64::MIN);
     let mut event_ids = Vec::new();
-    let mut group: Vec<(i64, Record)> = Vec::with_capacity(ROW_GROUP_ROWS);
+    let mut group: Vec<(i64, Record)> = Vec::with_capacity(out.group_rows());
     for g in 0..seg.index.groups.len() {
         for (id, r) in read_group(seg, g).map_err(failed)? {
             if id < keep_from || min_ts_us.is_some_and(|min| r.ts_us < min) {
@@ -227,7 +233,7 @@ pub fn rewrite(
             last = last.max(id);
             event_ids.extend(r.event_id.clone());
             group.push((id, r));
-            if group.len() == ROW_GROUP_ROWS {
+            if group.len() == out.group_rows() {
                 write_owned(&mut out, &group)?;
                 group.clear();
             }
@@ -251,7 +257,13 @@ impl Handler<Rewrite> for Flusher {
     type Result = Result<Option<Rewritten>, StoreError>;
 
     fn handle(&mut self, msg: Rewrite, _: &mut Context<Self>) -> Self::Result {
-        rewrite(&self.dir, &msg.segment, msg.drop_oldest, msg.min_ts_us)
+        rewrite(
+            &self.dir,
+            &msg.segment,
+            msg.drop_oldest,
+            msg.min_ts_us,
+            self.group_rows,
+        )
     }
 }
 
@@ -259,7 +271,7 @@ impl Handler<Flush> for Flusher {
     type Result = Result<PathBuf, StoreError>;
 
     fn handle(&mut self, msg: Flush, _: &mut Context<Self>) -> Self::Result {
-        write_sealed(&self.dir, &msg.0)
+        write_sealed(&self.dir, &msg.0, self.group_rows)
     }
 }
 
@@ -267,6 +279,6 @@ impl Handler<Compact> for Flusher {
     type Result = Result<(PathBuf, i64), StoreError>;
 
     fn handle(&mut self, msg: Compact, _: &mut Context<Self>) -> Self::Result {
-        merge(&self.dir, &msg.0)
+        merge(&self.dir, &msg.0, self.group_rows)
     }
 }

@@ -88,7 +88,7 @@ pub fn import_sqlite(dir: &Path) -> anyhow::Result<u64> {
             .collect();
         sorted.sort_unstable_by_key(|r| (r.record.ts_us, r.id));
         let tmp = seg_dir.join(format!("{first:020}.import.tmp"));
-        segment::write(&tmp, &sorted).map_err(failed)?;
+        segment::write(&tmp, &sorted, segment::ROW_GROUP_ROWS).map_err(failed)?;
         let path = seg_dir.join(segment::file_name(first, last));
         std::fs::rename(&tmp, &path).map_err(failed)?;
         Segment::open(&path).map_err(failed)?;

@@ -42,7 +42,7 @@ use std::time::Instant;
 
 use actix::Arbiter;
 
-use self::engine::Engine;
+use self::engine::{Engine, Limits};
 use self::flusher::Flusher;
 use self::memory::SharedView;
 use self::reader::Readers;
@@ -104,7 +104,11 @@ impl Embedded {
         let started = Instant::now();
         let (recovered, found) = recover::recover(dir)?;
         let view = SharedView::default();
-        let engine = Engine::new(dir, config.sync_mode, recovered, view.clone())?;
+        let limits = Limits {
+            flush_rows: config.flush_records,
+            ..Limits::default()
+        };
+        let engine = Engine::new(dir, config.sync_mode, limits, recovered, view.clone())?;
         log::info!(
             data_dir = dir.display().to_string().as_str(),
             records = engine.stored(),
@@ -120,7 +124,11 @@ impl Embedded {
         });
         let feed = FeedSender::default();
         let flusher_arbiter = Arbiter::new();
-        let flusher = Flusher::start(&flusher_arbiter.handle(), dir.clone());
+        let flusher = Flusher::start(
+            &flusher_arbiter.handle(),
+            dir.clone(),
+            segment::ROW_GROUP_ROWS,
+        );
         let writer_arbiter = Arbiter::new();
         let writer = Writer::start(
             &writer_arbiter.handle(),

@@ -102,12 +102,15 @@ pub struct Row<'a> {
 /// then its index into the footer.
 pub struct SegmentWriter {
     path: PathBuf,
+    group_rows: usize,
     writer: SerializedFileWriter<File>,
     index: SegmentIndex,
 }
 
 impl SegmentWriter {
-    pub fn create(path: &Path) -> Result<SegmentWriter, SegmentError> {
+    /// A writer of row groups of up to `group_rows` rows ([`ROW_GROUP_ROWS`] but in
+    /// tests).
+    pub fn create(path: &Path, group_rows: usize) -> Result<SegmentWriter, SegmentError> {
         let perr = |source| SegmentError::Parquet {
             path: path.to_owned(),
             source,
@@ -119,7 +122,7 @@ impl SegmentWriter {
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(ZSTD_LEVEL).map_err(perr)?,
             ))
-            .set_max_row_group_size(ROW_GROUP_ROWS)
+            .set_max_row_group_size(group_rows.max(1))
             .set_dictionary_enabled(false)
             .set_column_dictionary_enabled(plain("service"), true)
             .set_column_dictionary_enabled(plain("level"), true)
@@ -136,12 +139,18 @@ impl SegmentWriter {
         let writer = SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(perr)?;
         Ok(SegmentWriter {
             path: path.to_owned(),
+            group_rows: group_rows.max(1),
             writer,
             index: SegmentIndex::default(),
         })
     }
 
-    /// Writes one row group (at most [`ROW_GROUP_ROWS`] rows, following the last).
+    /// The rows of a row group.
+    pub fn group_rows(&self) -> usize {
+        self.group_rows
+    }
+
+    /// Writes one row group (at most [`Self::group_rows`] rows, following the last).
     pub fn write_group(&mut self, group: &[Row<'_>]) -> Result<(), SegmentError> {
         if group.is_empty() {
             return Ok(());
@@ -218,9 +227,13 @@ impl SegmentWriter {
 }
 
 /// Writes `rows` (sorted by `(ts, id)`) to `path` and syncs it; returns its index.
-pub fn write(path: &Path, rows: &[Row<'_>]) -> Result<SegmentIndex, SegmentError> {
-    let mut w = SegmentWriter::create(path)?;
-    for group in rows.chunks(ROW_GROUP_ROWS) {
+pub fn write(
+    path: &Path,
+    rows: &[Row<'_>],
+    group_rows: usize,
+) -> Result<SegmentIndex, SegmentError> {
+    let mut w = SegmentWriter::create(path, group_rows)?;
+    for group in rows.chunks(w.group_rows()) {
         w.write_group(group)?;
     }
     w.finish()
