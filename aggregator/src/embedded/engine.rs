@@ -324,7 +324,8 @@ impl Engine {
         }
         let due = self.active_rows >= self.limits.flush_rows
             || self.active_bytes >= self.limits.flush_bytes
-            || self.active_since
+            || self
+                .active_since
                 .is_some_and(|t| t.elapsed() >= self.limits.flush_age);
         if !due && !force {
             return Ok(None);
@@ -344,6 +345,16 @@ impl Engine {
         self.active_since = None;
         self.sealed.push(sealed.clone());
         Ok(Some(sealed))
+    }
+
+    /// Writes the buffer to a segment now, on this thread (at a clean shutdown, so that
+    /// the next start has no log to replay).
+    pub fn flush_now(&mut self, group_rows: usize) -> Result<(), StoreError> {
+        if let Some(sealed) = self.seal_if_due(true)? {
+            let tmp = super::flusher::write_sealed(&self.dir, &sealed, group_rows)?;
+            self.install_flush(sealed.owner, sealed.epoch, &tmp)?;
+        }
+        Ok(())
     }
 
     /// Puts the segment written for `owner` in place (`tmp` → its final name), then
@@ -496,7 +507,11 @@ impl Engine {
     /// memory, or the rewrite of the one segment that holds some of them. The writer
     /// runs passes until the step is [`RetentionStep::Nothing`]. Returns the records
     /// deleted.
-    pub fn retain(&mut self, max_records: Option<u64>, min_ts_us: Option<i64>) -> (u64, RetentionStep) {
+    pub fn retain(
+        &mut self,
+        max_records: Option<u64>,
+        min_ts_us: Option<i64>,
+    ) -> (u64, RetentionStep) {
         let mut removed = 0;
         if let Some(min) = min_ts_us {
             let old: Vec<i64> = self

@@ -6,9 +6,10 @@
 //! nanoseconds) and reads it without further locking, so queries and the writer never
 //! wait for each other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
+use super::index::{key_hash, Bloom};
 use super::segment::Segment;
 use crate::record::Record;
 
@@ -20,6 +21,8 @@ pub type Labels = HashMap<(Option<String>, Option<String>), u64>;
 pub struct Chunk {
     pub rows: Vec<(i64, Record)>,
     pub labels: Labels,
+    /// The request ids of the chunk, so a lookup skips the chunks without it.
+    pub requests: Bloom,
     pub ts_min: i64,
     pub ts_max: i64,
     /// Bytes of the records' bodies and fields, for the flush threshold.
@@ -31,7 +34,11 @@ impl Chunk {
         let mut borrowed: HashMap<(Option<&str>, Option<&str>), u64> = HashMap::new();
         let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
         let mut bytes = 0;
+        let mut requests = HashSet::new();
         for (_, r) in &rows {
+            if let Some(id) = &r.request_id {
+                requests.insert(key_hash(id.as_bytes()));
+            }
             ts_min = ts_min.min(r.ts_us);
             ts_max = ts_max.max(r.ts_us);
             bytes += record_bytes(r);
@@ -46,6 +53,7 @@ impl Chunk {
         Chunk {
             rows,
             labels,
+            requests: Bloom::build(&requests),
             ts_min,
             ts_max,
             bytes,

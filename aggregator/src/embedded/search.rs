@@ -13,6 +13,7 @@
 use std::time::Instant;
 
 use super::filter::{After, Filter};
+use super::index::key_hash;
 use super::memory::{Chunk, View};
 use super::segment::{Segment, COL_BODY, COL_ID, COL_LEVEL, COL_MESSAGE, COL_SERVICE, COL_TS};
 use crate::query::{LogQuery, Order};
@@ -120,9 +121,34 @@ pub fn query(
         0
     };
     let mut scratch = Vec::new();
-    for (ci, chunk) in view.memory.iter().enumerate() {
-        if !f.time_overlaps(chunk.ts_min, chunk.ts_max) {
+    // Newest chunks first for `desc` (oldest for `asc`): times mostly follow arrival,
+    // so the page fills early and, when the total is known already, the other chunks
+    // are skipped by their time range.
+    let mut chunks: Vec<usize> = (0..view.memory.len()).collect();
+    if q.order == Order::Desc {
+        chunks.reverse();
+    }
+    let request_key = f.request_id.as_deref().map(|r| key_hash(r.as_bytes()));
+    for ci in chunks {
+        let chunk = &view.memory[ci];
+        if !f.time_overlaps(chunk.ts_min, chunk.ts_max)
+            || request_key.is_some_and(|k| !chunk.requests.may_contain(k))
+        {
             continue;
+        }
+        if counted {
+            let best_key = match q.order {
+                Order::Asc => (chunk.ts_min, i64::MIN),
+                Order::Desc => (chunk.ts_max, i64::MAX),
+            };
+            let cursor_ok = match (after.at, q.order) {
+                (None, _) => true,
+                (Some((ct, _)), Order::Asc) => chunk.ts_max >= ct,
+                (Some((ct, _)), Order::Desc) => chunk.ts_min <= ct,
+            };
+            if !cursor_ok || !best.could_take(best_key) {
+                continue;
+            }
         }
         for (ri, (id, r)) in chunk.rows.iter().enumerate() {
             let key = (r.ts_us, *id);

@@ -74,7 +74,12 @@ fn record(rng: &mut Rng, streams: &mut Streams) -> Record {
                 Some(streams.sent[i].clone())
             } else {
                 let len = 1 + rng.below(300);
-                let id = format!("svc:{:016x}:{:x}-{:x}", s + 1, streams.next[s], streams.next[s] + len);
+                let id = format!(
+                    "svc:{:016x}:{:x}-{:x}",
+                    s + 1,
+                    streams.next[s],
+                    streams.next[s] + len
+                );
                 streams.next[s] += len;
                 streams.sent.push(id.clone());
                 Some(id)
@@ -174,7 +179,10 @@ fn random_query(rng: &mut Rng) -> LogQuery {
         pairs.push(format!("{}={t}", rng.pick(&["since", "until"])));
     }
     if rng.below(3) == 0 {
-        pairs.push(format!("q={}", rng.pick(&["alpha", "beta%20gamma", "eps*", "ZETA", "nothing"])));
+        pairs.push(format!(
+            "q={}",
+            rng.pick(&["alpha", "beta%20gamma", "eps*", "ZETA", "nothing"])
+        ));
     }
     pairs.push(format!("order={}", rng.pick(&["asc", "desc"])));
     pairs.push(format!("limit={}", rng.pick(&["1", "5", "40", "100"])));
@@ -209,7 +217,10 @@ fn check_query(view: &SharedView, model: &Model, mut q: LogQuery, seed: u64, ste
                     }),
                     ..q.clone()
                 });
-                assert!(want.is_empty() || rest.is_empty(), "seed {seed} step {step}: more after the last page");
+                assert!(
+                    want.is_empty() || rest.is_empty(),
+                    "seed {seed} step {step}: more after the last page"
+                );
                 return;
             }
             Some((ts_us, id)) => {
@@ -242,8 +253,16 @@ fn all_ids(view: &SharedView) -> HashSet<i64> {
 
 fn check_counts(view: &SharedView, model: &Model, seed: u64, step: usize) {
     let c = search::counts(&view.get());
-    assert_eq!(c.total, model.records.len() as u64, "seed {seed} step {step}");
-    assert_eq!(view.get().stored, model.records.len() as u64, "seed {seed} step {step}");
+    assert_eq!(
+        c.total,
+        model.records.len() as u64,
+        "seed {seed} step {step}"
+    );
+    assert_eq!(
+        view.get().stored,
+        model.records.len() as u64,
+        "seed {seed} step {step}"
+    );
 }
 
 /// Runs a retention pass to its end, with the flusher's work done inline.
@@ -258,7 +277,8 @@ fn retain_fully(engine: &mut Engine, dir: &Path, max: u64, min: i64) {
                 min_ts_us,
             } => {
                 let owner = segment.first_id;
-                let r = flusher::rewrite(dir, &segment, drop_oldest, min_ts_us, GROUP_ROWS).unwrap();
+                let r =
+                    flusher::rewrite(dir, &segment, drop_oldest, min_ts_us, GROUP_ROWS).unwrap();
                 engine.install_rewrite(owner, r).unwrap();
             }
         }
@@ -269,7 +289,9 @@ fn retain_fully(engine: &mut Engine, dir: &Path, max: u64, min: i64) {
 fn flush(engine: &mut Engine, dir: &Path) {
     if let Some(sealed) = engine.seal_if_due(true).unwrap() {
         let tmp = flusher::write_sealed(dir, &sealed, GROUP_ROWS).unwrap();
-        engine.install_flush(sealed.owner, sealed.epoch, &tmp).unwrap();
+        engine
+            .install_flush(sealed.owner, sealed.epoch, &tmp)
+            .unwrap();
     }
 }
 
@@ -291,15 +313,23 @@ fn run(seed: u64, steps: usize) {
         match op {
             0..=8 => {
                 let batches: Vec<Vec<Record>> = (0..1 + rng.below(3))
-                    .map(|_| (0..rng.below(40)).map(|_| record(&mut rng, &mut streams)).collect())
+                    .map(|_| {
+                        (0..rng.below(40))
+                            .map(|_| record(&mut rng, &mut streams))
+                            .collect()
+                    })
                     .collect();
                 // What the model expects stored: ids not stored yet, first of the group.
-                let mut seen: HashSet<String> = model.ids().into_iter().map(str::to_owned).collect();
+                let mut seen: HashSet<String> =
+                    model.ids().into_iter().map(str::to_owned).collect();
                 let mut expect = Vec::new();
                 for b in &batches {
                     let mut stored = 0;
                     for r in b {
-                        if r.event_id.as_ref().map_or(true, |id| seen.insert(id.clone())) {
+                        if r.event_id
+                            .as_ref()
+                            .map_or(true, |id| seen.insert(id.clone()))
+                        {
                             stored += 1;
                         }
                     }
@@ -346,9 +376,18 @@ fn run(seed: u64, steps: usize) {
             16 => {
                 // A crash in the middle of a rewrite: the new segment renamed into place,
                 // the old one not deleted. Either state is acceptable afterwards.
-                let max = model.records.len().saturating_sub(1 + rng.below(10) as usize) as u64;
-                if let (_, RetentionStep::Rewrite { segment, drop_oldest, min_ts_us }) =
-                    engine.retain(Some(max), None)
+                let max = model
+                    .records
+                    .len()
+                    .saturating_sub(1 + rng.below(10) as usize) as u64;
+                if let (
+                    _,
+                    RetentionStep::Rewrite {
+                        segment,
+                        drop_oldest,
+                        min_ts_us,
+                    },
+                ) = engine.retain(Some(max), None)
                 {
                     if let Some(r) =
                         flusher::rewrite(dir, &segment, drop_oldest, min_ts_us, GROUP_ROWS).unwrap()
@@ -364,9 +403,16 @@ fn run(seed: u64, steps: usize) {
                 after.retain(max, i64::MIN);
                 let present = all_ids(&view);
                 let must: HashSet<i64> = after.records.iter().map(|(id, _)| *id).collect();
-                assert!(must.is_subset(&present), "seed {seed} step {step}: retention lost a kept record");
+                assert!(
+                    must.is_subset(&present),
+                    "seed {seed} step {step}: retention lost a kept record"
+                );
                 model.records.retain(|(id, _)| present.contains(id));
-                assert_eq!(model.records.len(), present.len(), "seed {seed} step {step}");
+                assert_eq!(
+                    model.records.len(),
+                    present.len(),
+                    "seed {seed} step {step}"
+                );
             }
             17 | 18 => {
                 drop(engine);

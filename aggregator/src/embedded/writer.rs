@@ -259,6 +259,23 @@ impl Writer {
     }
 }
 
+impl Drop for Writer {
+    /// A clean shutdown (the writer's thread stops) writes the buffer to a segment, so
+    /// that the next start replays no log. A crash skips this, which is safe: the log
+    /// holds the buffer.
+    fn drop(&mut self) {
+        let start = Instant::now();
+        match self.engine.flush_now(super::segment::ROW_GROUP_ROWS) {
+            Ok(()) => {
+                log::info!(ms = start.elapsed().as_millis() as u64; "The memory buffer was written to a segment at shutdown.")
+            }
+            Err(e) => {
+                log::warn!(error = e.to_string().as_str(); "Cannot write the memory buffer at shutdown; the log keeps it for the next start.")
+            }
+        }
+    }
+}
+
 impl Actor for Writer {
     type Context = Context<Self>;
 
