@@ -46,7 +46,7 @@ pub const SETTINGS_HELP: &str = "    LISTEN_ADDR            address to serve on 
                            sqlite: the SQLite store of earlier versions (embedded)
     DATA_DIR               directory of the store, created if missing (/data)
     FLUSH_RECORDS          embedded store: records kept in memory (and in the log)
-                           before they are written to a segment (131072)
+                           before they are written to a segment (65536)
     AGGREGATOR_TOKEN       bearer token required for POST /logs, GET /logs, /logs/count
                            and /logs/clear (unset: open)
     MAX_BODY_BYTES         largest request body, before and after gzip (16MiB)

@@ -250,6 +250,37 @@ impl Dedup {
         }
     }
 
+    /// Loads a segment's structured ids from its footer's ranges at start; `false`
+    /// (and nothing loaded) when a range overlaps one already loaded, in which case
+    /// the caller loads the segment id by id instead.
+    pub fn load_ranges(&mut self, owner: Owner, ranges: &[(String, Vec<(u64, u64)>)]) -> bool {
+        let clear = ranges.iter().all(|(stream, spans)| {
+            spans.iter().all(|&(start, end)| {
+                self.span_state(&StreamSpan { stream, start, end }) == SpanState::Clear
+            })
+        });
+        if !clear {
+            return false;
+        }
+        for (stream, spans) in ranges {
+            for &(start, end) in spans {
+                self.insert_span(&StreamSpan { stream, start, end }, owner);
+            }
+        }
+        true
+    }
+
+    /// Adds the hashes of a segment's opaque ids at start.
+    pub fn load_opaque<'a>(&mut self, owner: Owner, ids: impl Iterator<Item = &'a str>) {
+        let hashes: Vec<u64> = ids
+            .filter(|id| StreamSpan::parse(id).is_none())
+            .map(hash_id)
+            .collect();
+        if !hashes.is_empty() {
+            self.on_disk.insert(owner, HashSetOnDisk::new(hashes));
+        }
+    }
+
     /// Forgets everything `owner` held (a segment deleted by retention or clear).
     pub fn remove(&mut self, owner: Owner) {
         self.in_memory.remove(&owner);

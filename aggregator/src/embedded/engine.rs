@@ -28,11 +28,11 @@ use crate::record::Record;
 use crate::store::{CommittedRecord, Inserted, StoreError};
 
 /// Records in memory after which the buffer is sealed and flushed to a segment, by
-/// default (`FLUSH_RECORDS`): 16 row groups, about 45 MiB of memory for records of
-/// 250 bytes, and a segment of about 4 MiB.
-pub const FLUSH_ROWS: usize = 131_072;
+/// default (`FLUSH_RECORDS`): 8 row groups, about 40 MiB of memory for records of 330
+/// bytes (each record's fields are separate allocations), a segment of about 3 MiB.
+pub const FLUSH_ROWS: usize = 65_536;
 /// Bytes of records in memory after which the buffer is flushed, whatever their count.
-pub const FLUSH_BYTES: usize = 48 << 20;
+pub const FLUSH_BYTES: usize = 32 << 20;
 /// A buffer older than this is flushed even if small, which bounds the log's size.
 pub const FLUSH_AGE: Duration = Duration::from_secs(300);
 /// Flushes under way (sealed buffers kept in memory) before commits wait for one.
@@ -431,7 +431,11 @@ impl Engine {
             .cloned()
     }
 
-    /// Adjacent segments worth merging into one, oldest first.
+    /// Adjacent segments worth merging into one, oldest first: runs of at least
+    /// `fan_in` segments smaller than half of `target_rows` (made by age flushes, a
+    /// trickle of records, or retention), merged up to about `target_rows`. Segments
+    /// of a full flush are never merged again, so records are written once at a high
+    /// rate.
     pub fn compaction_due(&self, fan_in: usize, target_rows: u64) -> Option<Vec<Arc<Segment>>> {
         let small: Vec<&Arc<Segment>> = self
             .segments
@@ -661,6 +665,10 @@ impl Engine {
         self.delete_wal_before(self.next_id);
         self.publish();
         Ok(n)
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub fn segment_count(&self) -> usize {

@@ -45,20 +45,25 @@ impl Phrase {
         Phrase { words, prefix }
     }
 
-    /// Whether `text` holds the phrase. Cheap rejections first: every word but a prefix
-    /// must appear somewhere in the text, case aside, before the text is split.
+    /// Whether `text` holds the phrase. Cheap rejections first: for ASCII text, every
+    /// word but a prefix must appear in the lowercased text (a SIMD substring search)
+    /// before the text is split into words and compared exactly.
     pub fn matches(&self, text: &str, scratch: &mut Vec<String>) -> bool {
         if self.words.is_empty() {
             return false;
         }
         if text.is_ascii() {
-            let bytes = text.as_bytes();
-            let last = self.words.len() - 1;
-            for (i, w) in self.words.iter().enumerate() {
-                let whole_word = !(i == last && self.prefix);
-                if whole_word && !contains_ignore_ascii_case(bytes, w.as_bytes()) {
-                    return false;
-                }
+            let whole = self.words.len() - usize::from(self.prefix);
+            let present = LOWER.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                buf.clear();
+                buf.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+                self.words[..whole]
+                    .iter()
+                    .all(|w| memchr::memmem::find(&buf, w.as_bytes()).is_some())
+            });
+            if !present {
+                return false;
             }
         }
         scratch.clear();
@@ -80,28 +85,9 @@ impl Phrase {
     }
 }
 
-/// Whether `hay` contains `needle` (lowercase ASCII), ignoring ASCII case.
-fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
-    let Some(&first) = needle.first() else {
-        return true;
-    };
-    if hay.len() < needle.len() {
-        return false;
-    }
-    let upper = first.to_ascii_uppercase();
-    let mut at = 0;
-    while at + needle.len() <= hay.len() {
-        let rest = &hay[at..=hay.len() - needle.len()];
-        let Some(i) = memchr::memchr2(first, upper, rest) else {
-            return false;
-        };
-        let start = at + i;
-        if hay[start..start + needle.len()].eq_ignore_ascii_case(needle) {
-            return true;
-        }
-        at = start + 1;
-    }
-    false
+thread_local! {
+    /// The lowercased text being searched, reused between rows.
+    static LOWER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A query ready to test rows against.

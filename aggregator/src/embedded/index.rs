@@ -180,12 +180,64 @@ impl GroupIndex {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SegmentIndex {
     pub groups: Vec<GroupIndex>,
+    /// The ids of the segment, for deduplication at start without reading them:
+    /// structured ids as merged ranges per stream, and how many others there are
+    /// (only those are read back from the `event_id` column).
+    pub ids: IdSummary,
+}
+
+/// What a segment's `event_id`s are, in short.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdSummary {
+    /// Per stream, the merged ranges of its structured ids, when no two of them
+    /// overlap; `None` when some do (then every id is read back).
+    pub ranges: Option<Vec<(String, Vec<(u64, u64)>)>>,
+    /// Ids that are not structured.
+    pub opaque: u64,
+}
+
+impl IdSummary {
+    /// Summarises `ids`.
+    pub fn of<'a>(ids: impl Iterator<Item = &'a str>) -> IdSummary {
+        let mut streams: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
+        let mut opaque = 0;
+        for id in ids {
+            match shared::event_id::StreamSpan::parse(id) {
+                Some(s) => streams.entry(s.stream).or_default().push((s.start, s.end)),
+                None => opaque += 1,
+            }
+        }
+        let mut ranges = Vec::with_capacity(streams.len());
+        for (stream, mut spans) in streams {
+            spans.sort_unstable();
+            let mut merged: Vec<(u64, u64)> = Vec::new();
+            for (start, end) in spans {
+                match merged.last_mut() {
+                    Some(last) if start < last.1 => {
+                        return IdSummary {
+                            ranges: None,
+                            opaque,
+                        }
+                    }
+                    Some(last) if start == last.1 => last.1 = end,
+                    _ => merged.push((start, end)),
+                }
+            }
+            ranges.push((stream.to_owned(), merged));
+        }
+        ranges.sort();
+        IdSummary {
+            ranges: Some(ranges),
+            opaque,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
 struct Encoded {
     version: u32,
     groups: Vec<EncodedGroup>,
+    ids: IdSummary,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -221,6 +273,7 @@ impl SegmentIndex {
     pub fn encode(&self) -> String {
         let e = Encoded {
             version: INDEX_VERSION,
+            ids: self.ids.clone(),
             groups: self
                 .groups
                 .iter()
@@ -258,7 +311,7 @@ impl SegmentIndex {
                 requests: b64_to_bits(&g.requests)?,
             });
         }
-        Ok(SegmentIndex { groups })
+        Ok(SegmentIndex { groups, ids: e.ids })
     }
 
     pub fn memory_bytes(&self) -> usize {

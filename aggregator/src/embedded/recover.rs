@@ -74,20 +74,32 @@ pub fn recover(dir: &Path) -> Result<(Recovered, Vec<String>), StoreError> {
     }
     let mut dedup = Dedup::default();
     for s in &kept {
+        let summary = &s.index.ids;
+        let from_footer = summary
+            .ranges
+            .as_ref()
+            .is_some_and(|ranges| dedup.load_ranges(s.first_id, ranges));
+        if from_footer && summary.opaque == 0 {
+            continue;
+        }
+        // Opaque ids (or ranges that overlap) are read back from the column.
         let mut ids = Vec::new();
         for g in 0..s.index.groups.len() {
-            match s.read_strings(g, COL_EVENT_ID) {
-                Ok(col) => {
-                    for row in 0..s.index.groups[g].rows as usize {
-                        if let Some(id) = col.get(row) {
-                            ids.push(id.to_owned());
-                        }
-                    }
+            let col = s
+                .read_strings(g, COL_EVENT_ID)
+                .map_err(|e| failed("cannot read a segment's event ids", e))?;
+            for row in 0..s.index.groups[g].rows as usize {
+                if let Some(id) = col.get(row) {
+                    ids.push(id.to_owned());
                 }
-                Err(e) => return Err(failed("cannot read a segment's event ids", e)),
             }
         }
-        dedup.load_segment(s.first_id, ids.iter().map(String::as_str));
+        let ids = ids.iter().map(String::as_str);
+        if from_footer {
+            dedup.load_opaque(s.first_id, ids);
+        } else {
+            dedup.load_segment(s.first_id, ids);
+        }
     }
     let flushed = kept.iter().map(|s| s.last_id).max().unwrap_or(0);
     let mut memory = Vec::new();

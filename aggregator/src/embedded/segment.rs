@@ -38,7 +38,7 @@ use parquet::format::KeyValue;
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
-use super::index::{GroupIndex, SegmentIndex, INDEX_KEY};
+use super::index::{GroupIndex, IdSummary, SegmentIndex, INDEX_KEY};
 use crate::record::Record;
 
 /// The directory of segments inside `DATA_DIR`.
@@ -102,6 +102,8 @@ pub struct Row<'a> {
 /// then its index into the footer.
 pub struct SegmentWriter {
     path: PathBuf,
+    /// Every `event_id` written, summarised into the footer at the end.
+    event_ids: Vec<String>,
     group_rows: usize,
     writer: SerializedFileWriter<File>,
     index: SegmentIndex,
@@ -139,6 +141,7 @@ impl SegmentWriter {
         let writer = SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(perr)?;
         Ok(SegmentWriter {
             path: path.to_owned(),
+            event_ids: Vec::new(),
             group_rows: group_rows.max(1),
             writer,
             index: SegmentIndex::default(),
@@ -161,6 +164,8 @@ impl SegmentWriter {
             source,
         };
         self.index.groups.push(GroupIndex::build(group));
+        self.event_ids
+            .extend(group.iter().filter_map(|r| r.record.event_id.clone()));
         let mut rg = self.writer.next_row_group().map_err(perr)?;
         let mut col = 0;
         while let Some(mut column) = rg.next_column().map_err(perr)? {
@@ -215,6 +220,7 @@ impl SegmentWriter {
             path: path.clone(),
             source,
         };
+        self.index.ids = IdSummary::of(self.event_ids.iter().map(String::as_str));
         self.writer
             .append_key_value_metadata(KeyValue::new(INDEX_KEY.to_owned(), self.index.encode()));
         let file = self.writer.into_inner().map_err(perr)?;

@@ -29,9 +29,8 @@ pub const WRITER_MAILBOX: usize = 64;
 pub const TICK: Duration = Duration::from_secs(1);
 /// How long after a failed flush it is tried again.
 pub const FLUSH_RETRY: Duration = Duration::from_secs(5);
-/// Segments merged at once, and the size merging aims at.
+/// Small segments merged at once, at least.
 pub const COMPACT_FAN_IN: usize = 4;
-pub const COMPACT_TARGET_ROWS: u64 = 1 << 20;
 
 /// Store a batch; answered once it is in the log.
 #[derive(Message)]
@@ -168,7 +167,7 @@ impl Writer {
         }
         let Some(inputs) = self
             .engine
-            .compaction_due(COMPACT_FAN_IN, COMPACT_TARGET_ROWS)
+            .compaction_due(COMPACT_FAN_IN, self.engine.limits().flush_rows as u64)
         else {
             return;
         };
