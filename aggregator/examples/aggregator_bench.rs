@@ -17,8 +17,7 @@
 //! request-id lookup, a text search (a word in 1% of records, a phrase in 0.5%, a
 //! phrase in 12.5%), and `/logs/count`. Then SIGTERM, the bytes in `DATA_DIR`, a
 //! restart timed until `/health` answers, and the memory after it. The last line of
-//! stdout is `BENCH_JSON {...}`: each figure as `<store>_<figure>`, and the default
-//! store's under the plain names as well.
+//! stdout is `BENCH_JSON {...}`: each figure as `<store>_<figure>`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -430,13 +429,10 @@ fn main() {
 
     let mut out = serde_json::Map::new();
     out.insert("records".into(), json!(opts.records));
-    for (k, (store, f)) in all.iter().enumerate() {
+    for (store, f) in &all {
         let mut put = |key: &str, v: f64| {
             let v = (v * 1000.0).round() / 1000.0;
             out.insert(format!("{store}_{key}"), json!(v));
-            if k == 0 {
-                out.insert(key.to_owned(), json!(v));
-            }
         };
         put("ingest_records_per_s", f.ingest_rate.round());
         put("server_cpu_s_per_million", f.server_cpu_per_million);

@@ -22,6 +22,11 @@ use crate::routes::{self, State, SERVICE};
 use crate::sqlite::Sqlite;
 use crate::store::Store;
 
+/// How often the store's threads are checked.
+pub const STORE_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// The exit status when a thread of the store died (EX_SOFTWARE).
+pub const EXIT_STORE_FAILED: i32 = 70;
+
 /// The whole life of the binary; `main` only calls this.
 pub fn main() -> ExitCode {
     let config = match cli::start(
@@ -92,8 +97,23 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
             "Listening on http://{addr}."
         );
     }
+    // The store's supervisor: a thread of it that died cannot be repaired from here, so
+    // the process ends non-zero and its own supervisor (Docker's restart policy) starts
+    // it again; the store recovers from its files, losing nothing acknowledged.
+    let watched = store.clone();
+    let watchdog = actix_rt::spawn(async move {
+        let mut tick = actix_rt::time::interval(STORE_WATCH_INTERVAL);
+        loop {
+            tick.tick().await;
+            if !watched.health().running {
+                log::error!("A thread of the store died; exiting so that the supervisor restarts the aggregator.");
+                std::process::exit(EXIT_STORE_FAILED);
+            }
+        }
+    });
     let result = server.run().await;
     // Every request has finished: stop the store's threads so its files close cleanly.
+    watchdog.abort();
     store.stop();
     result.context("HTTP server")
 }

@@ -186,12 +186,15 @@ pub struct SegmentIndex {
     pub ids: IdSummary,
 }
 
+/// Merged `[start, end)` ranges of structured ids, per stream.
+pub type StreamRanges = Vec<(String, Vec<(u64, u64)>)>;
+
 /// What a segment's `event_id`s are, in short.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdSummary {
     /// Per stream, the merged ranges of its structured ids, when no two of them
     /// overlap; `None` when some do (then every id is read back).
-    pub ranges: Option<Vec<(String, Vec<(u64, u64)>)>>,
+    pub ranges: Option<StreamRanges>,
     /// Ids that are not structured.
     pub opaque: u64,
 }

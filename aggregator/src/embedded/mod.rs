@@ -195,6 +195,7 @@ impl Backend for Embedded {
         Health {
             writable: self.status.writable.load(Ordering::Relaxed) && self.writer.connected(),
             stored: self.view.get().stored,
+            running: self.writer.connected() && self.readers.connected(),
             problems: self.status.problems(),
         }
     }

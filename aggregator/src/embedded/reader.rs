@@ -131,6 +131,11 @@ impl Readers {
         )
     }
 
+    /// Whether every reader is alive.
+    pub fn connected(&self) -> bool {
+        self.addrs.iter().all(Addr::connected)
+    }
+
     /// The reader with the fewest queries in hand.
     pub fn pick(&self) -> (&Addr<Reader>, Held) {
         let index = (0..self.addrs.len())

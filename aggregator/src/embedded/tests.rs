@@ -452,3 +452,49 @@ fn the_store_matches_a_model_under_random_operations_and_crashes() {
         println!("EMBEDDED_SEED={seed} passed in {:?}", start.elapsed());
     }
 }
+
+/// The backend as the HTTP layer sees it: the feed, deadlines, health, clear, stop.
+#[actix_rt::test]
+async fn the_backend_feeds_commits_and_honours_deadlines() {
+    use crate::store::{Backend, StoreError};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().display().to_string();
+    let env: std::collections::HashMap<&str, &str> = [("DATA_DIR", data_dir.as_str())].into();
+    let config = crate::config::AggregatorConfig::from_env(&env).unwrap();
+    let registry = prometheus::Registry::new();
+    let metrics = crate::metrics::Metrics::register(&registry).unwrap();
+    let store = super::Embedded::start(&config, &metrics).unwrap();
+    let mut feed = store.subscribe();
+    let mut rng = Rng(99);
+    let mut streams = Streams {
+        next: [0; 3],
+        sent: Vec::new(),
+    };
+    let batch: Vec<Record> = (0..20).map(|_| record(&mut rng, &mut streams)).collect();
+    let done = store.ingest(batch.clone()).await.unwrap();
+    let again = store.ingest(batch.clone()).await.unwrap();
+    assert_eq!(again.stored + again.duplicates, 20);
+    let fed = feed.recv().await.unwrap();
+    assert_eq!(fed.len() as u64, done.stored);
+    assert!(fed.windows(2).all(|w| w[0].id < w[1].id));
+    let health = store.health();
+    assert!(health.writable && health.running && health.problems.is_empty());
+    assert_eq!(health.stored, done.stored + again.stored);
+    let q = LogParams::default().to_query(100, 1000).unwrap();
+    let past = Instant::now() - Duration::from_millis(1);
+    assert!(matches!(
+        store.query(q.clone(), past).await,
+        Err(StoreError::Timeout(_))
+    ));
+    let soon = Instant::now() + Duration::from_secs(10);
+    assert_eq!(store.query(q, soon).await.unwrap().total, health.stored);
+    assert_eq!(store.count(soon).await.unwrap().total, health.stored);
+    assert_eq!(store.clear().await.unwrap(), health.stored);
+    store.stop();
+    assert_eq!(
+        store.ingest(batch).await,
+        Err(StoreError::Unavailable("writer"))
+    );
+    assert!(!store.health().running);
+}
