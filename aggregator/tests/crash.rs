@@ -177,3 +177,51 @@ async fn kill_9_at_random_moments_loses_nothing_and_stores_nothing_twice() {
         "seed {seed}: nothing was acknowledged"
     );
 }
+
+/// A segment that cannot be read is moved aside at start and reported in `/health`;
+/// the store starts without it and keeps everything else.
+#[actix_rt::test]
+async fn a_damaged_segment_is_moved_aside_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = Aggregator::start(dir.path(), &[("FLUSH_RECORDS", "50")]).await;
+    let mut offset = 0;
+    for b in 0..4 {
+        let records = batch(&format!("d{b}"), 9, &mut offset, 50);
+        let (status, body) = post_ndjson(&agg.url("/logs"), &records).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    agg.process.signal(libc::SIGTERM);
+    assert!(agg.process.wait_timeout(Duration::from_secs(30)).is_some());
+    let segments = dir.path().join("store/segments");
+    let mut files: Vec<_> = std::fs::read_dir(&segments)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "{files:?}");
+    // Damage the first segment: its footer is cut off.
+    let victim = files[0].clone();
+    let len = std::fs::metadata(&victim).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+
+    let agg = Aggregator::start(dir.path(), &[]).await;
+    let (status, health) = common::get(&agg.url("/health"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    let problems = health["problems"].as_array().expect("problems are listed");
+    let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        problems.iter().any(|p| p.as_str().unwrap().contains(&name)),
+        "{health}"
+    );
+    assert!(dir.path().join("store/damaged").join(&name).exists());
+    assert!(!victim.exists());
+    let stored = all_logs(&agg.base, &[]).await;
+    assert_eq!(health["logs_stored"], stored.len() as u64);
+    assert!(!stored.is_empty() && stored.len() < 200, "{}", stored.len());
+    assert!(agg.process.stderr().contains("damaged"));
+}
