@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p log-aggregator --example aggregator_bench -- \
-//!     [--records N] [--quick] [--stores embedded,sqlite] [--queries N]
+//!     [--records N] [--quick] [--stores embedded,sqlite] [--queries N] [--keep DIR]
 //! ```
 //!
 //! The real `log-aggregator` binary (built beside this example) runs as a child process
@@ -17,7 +17,8 @@
 //! request-id lookup, a text search (a word in 1% of records, a phrase in 0.5%, a
 //! phrase in 12.5%), and `/logs/count`. Then SIGTERM, the bytes in `DATA_DIR`, a
 //! restart timed until `/health` answers, and the memory after it. The last line of
-//! stdout is `BENCH_JSON {...}`: each figure as `<store>_<figure>`.
+//! stdout is `BENCH_JSON {...}`: each figure as `<store>_<figure>`. `--keep DIR` leaves
+//! each store in `DIR/<store>` for a look afterwards (with DuckDB or pyarrow).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -52,6 +53,8 @@ struct Options {
     records: usize,
     queries: usize,
     stores: Vec<String>,
+    /// Where the stores go (kept afterwards); a temporary directory when absent.
+    keep: Option<PathBuf>,
 }
 
 fn options() -> Result<Options, String> {
@@ -59,6 +62,7 @@ fn options() -> Result<Options, String> {
         records: 1_000_000,
         queries: 300,
         stores: vec!["embedded".into(), "sqlite".into()],
+        keep: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -67,7 +71,7 @@ fn options() -> Result<Options, String> {
                 o.records = 100_000;
                 o.queries = 60;
             }
-            "--records" | "--queries" | "--stores" => {
+            "--records" | "--queries" | "--stores" | "--keep" => {
                 let v = args.next().ok_or(format!("{a} needs a value"))?;
                 match a.as_str() {
                     "--records" => {
@@ -76,6 +80,7 @@ fn options() -> Result<Options, String> {
                     "--queries" => {
                         o.queries = v.parse().map_err(|e| format!("--queries {v}: {e}"))?
                     }
+                    "--keep" => o.keep = Some(PathBuf::from(v)),
                     _ => o.stores = v.split(',').map(str::to_owned).collect(),
                 }
             }
@@ -230,7 +235,10 @@ async fn wait_healthy(client: &awc::Client, base: &str, timeout: Duration) -> f6
 
 async fn measure(store: &str, opts: &Options, start_us: i64) -> Figures {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let data = dir.path().join("data");
+    let data = match &opts.keep {
+        Some(keep) => keep.join(store),
+        None => dir.path().join("data"),
+    };
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = start(store, &data, port, dir.path());
@@ -373,7 +381,7 @@ fn main() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("aggregator_bench: {e}");
-            eprintln!("usage: aggregator_bench [--records N] [--quick] [--stores embedded,sqlite] [--queries N]");
+            eprintln!("usage: aggregator_bench [--records N] [--quick] [--stores embedded,sqlite] [--queries N] [--keep DIR]");
             std::process::exit(2);
         }
     };

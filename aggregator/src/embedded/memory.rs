@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use super::index::{key_hash, Bloom};
+use super::index::{key_hash, Bloom, REQUEST_BITS_PER_KEY};
 use super::segment::Segment;
 use crate::record::Record;
 
@@ -53,7 +53,7 @@ impl Chunk {
         Chunk {
             rows,
             labels,
-            requests: Bloom::build(&requests),
+            requests: Bloom::build(&requests, REQUEST_BITS_PER_KEY),
             ts_min,
             ts_max,
             bytes,
