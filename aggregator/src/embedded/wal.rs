@@ -63,6 +63,11 @@ pub struct Wal {
     sync: SyncMode,
     /// The encoded group, reused between commits.
     buf: Vec<u8>,
+    /// Bytes of whole entries: a failed append is cut back to this, so that the next
+    /// entry never follows a half-written one (replay would stop there).
+    len: u64,
+    /// A failed append could not be cut back: no entry may follow it.
+    broken: bool,
 }
 
 impl Wal {
@@ -71,6 +76,7 @@ impl Wal {
         fs::create_dir_all(dir.join(WAL_DIR))?;
         let path = file_path(dir, first);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let len = file.metadata()?.len();
         if sync == SyncMode::Full {
             // The new name must survive a power loss as well as the entries.
             File::open(dir.join(WAL_DIR))?.sync_all()?;
@@ -79,6 +85,8 @@ impl Wal {
             file,
             sync,
             buf: Vec::new(),
+            len,
+            broken: false,
         })
     }
 
@@ -99,10 +107,25 @@ impl Wal {
         let crc = crc32fast::hash(&self.buf[HEADER..]);
         self.buf[..4].copy_from_slice(&len.to_le_bytes());
         self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
-        self.file.write_all(&self.buf)?;
-        if self.sync == SyncMode::Full {
-            self.file.sync_data()?;
+        if self.broken {
+            return Err(io::Error::other(
+                "an earlier write to the log failed and could not be undone; restart the aggregator",
+            ));
         }
+        let written = self.file.write_all(&self.buf).and_then(|()| {
+            if self.sync == SyncMode::Full {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            if self.file.set_len(self.len).is_err() {
+                self.broken = true;
+            }
+            return Err(e);
+        }
+        self.len += self.buf.len() as u64;
         // A large group's buffer is not kept for ever.
         if self.buf.capacity() > 64 << 20 {
             self.buf = Vec::new();

@@ -263,6 +263,11 @@ impl Drop for Writer {
     /// that the next start replays no log. A crash skips this, which is safe: the log
     /// holds the buffer.
     fn drop(&mut self) {
+        // After a panic the buffer may not hold every logged record: the log stays, and
+        // the next start replays it.
+        if std::thread::panicking() {
+            return;
+        }
         let start = Instant::now();
         match self.engine.flush_now(super::segment::ROW_GROUP_ROWS) {
             Ok(()) => {
