@@ -4,7 +4,7 @@
 //!
 //! In the order a record meets them:
 //! - [`writer`]: the actor that owns the [`engine`]: dedup, log, buffer, flushes,
-//!   retention, clear.
+//!   clear; its upkeep (compaction, retention) in `engine/upkeep.rs`.
 //! - [`dedup`]: exact deduplication by `event_id`: ranges per stream, hashes per
 //!   segment confirmed against the text.
 //! - [`wal`]: the write-ahead log and its replay.
