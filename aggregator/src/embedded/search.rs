@@ -384,7 +384,12 @@ fn label_total(view: &View, f: &Filter) -> u64 {
             .sum::<u64>();
     }
     for s in &view.segments {
-        n += s.index.groups.iter().map(|g| g.label_count(f)).sum::<u64>();
+        n += s
+            .labels
+            .iter()
+            .filter(|(sv, l, _)| f.labels_ok(sv.as_deref(), l.as_deref()))
+            .map(|&(_, _, k)| k)
+            .sum::<u64>();
     }
     n
 }
@@ -407,10 +412,8 @@ pub fn counts(view: &View) -> Counts {
         }
     }
     for seg in &view.segments {
-        for g in &seg.index.groups {
-            for (s, l, n) in &g.labels {
-                add(s.as_deref(), l.as_deref(), u64::from(*n));
-            }
+        for (s, l, n) in &seg.labels {
+            add(s.as_deref(), l.as_deref(), *n);
         }
     }
     c

@@ -300,6 +300,10 @@ pub struct Segment {
     pub index: SegmentIndex,
     reader: SerializedFileReader<PositionalFile>,
     pub bytes: u64,
+    /// Records per (service, level) in the whole segment, summed once at open, so that
+    /// counts cost one entry per label pair and segment.
+    pub labels: Vec<(Option<String>, Option<String>, u64)>,
+    rows: u64,
 }
 
 impl std::fmt::Debug for Segment {
@@ -356,6 +360,14 @@ impl Segment {
                 return Err(invalid(format!("row group {i} does not match its index")));
             }
         }
+        let mut labels: std::collections::BTreeMap<(Option<String>, Option<String>), u64> =
+            std::collections::BTreeMap::new();
+        for g in &index.groups {
+            for (s, l, n) in &g.labels {
+                *labels.entry((s.clone(), l.clone())).or_default() += u64::from(*n);
+            }
+        }
+        let rows = index.groups.iter().map(|g| u64::from(g.rows)).sum();
         Ok(Segment {
             path: path.to_owned(),
             first_id,
@@ -363,11 +375,13 @@ impl Segment {
             index,
             reader,
             bytes: len,
+            labels: labels.into_iter().map(|((s, l), n)| (s, l, n)).collect(),
+            rows,
         })
     }
 
     pub fn rows(&self) -> u64 {
-        self.index.groups.iter().map(|g| g.rows as u64).sum()
+        self.rows
     }
 
     /// Column `col` (int64) of row group `rg`.
