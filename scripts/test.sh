@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command. On a fresh machine it installs what the tests need
-# (Prometheus's promtool and server, from Debian's packages), runs the whole Rust test
-# suite, then the Docker system test whenever a Docker engine answers.
+# (Prometheus's promtool and server, from Debian's packages; pyarrow from PyPI in a
+# venv under target/), runs the whole Rust test suite, then the Docker system test
+# whenever a Docker engine answers.
 #
 #   SKIP_SYSTEM_TEST=1   run the Rust tests only
 set -euo pipefail
@@ -23,6 +24,24 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     say "promtool/prometheus are missing and cannot be installed here (needs root and apt-get);"
     say "the tests that need them will say that they are skipped."
   fi
+fi
+
+# The aggregator's segments are Parquet; a test reads them with pyarrow (from PyPI), in
+# a venv of its own under target/.
+if [[ -z ${PYARROW_PYTHON:-} ]]; then
+  venv=target/pyarrow-venv
+  if ! "$venv/bin/python" -c 'import pyarrow' >/dev/null 2>&1; then
+    if ! python3 -m venv --help >/dev/null 2>&1 && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+      say "Installing Debian's python3-venv (for the pyarrow venv)..."
+      apt-get update -qq >/dev/null
+      apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    fi
+    say "Installing pyarrow from PyPI into $venv (a test reads the store's Parquet files with it)..."
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q pyarrow
+  fi
+  export PYARROW_PYTHON="$PWD/$venv/bin/python"
 fi
 
 say "Building and running the Rust test suite (cargo test --workspace)..."

@@ -9,7 +9,10 @@
 //! - [`routes`]: the HTTP handlers; they ask the store and shape the answers.
 //! - [`query`]: `GET /logs` parameters checked into a query, and its cursor.
 //! - [`store`]: the one store interface the handlers use, whatever the backend.
-//! - [`sqlite`]: the SQLite backend: its writer, checkpointer and reader actors.
+//! - [`embedded`]: the log store (the default backend): a write-ahead log, a memory
+//!   buffer and compressed Parquet segments.
+//! - [`sqlite`]: the SQLite backend of earlier versions (`STORE=sqlite`), also the
+//!   source the embedded store imports from.
 //! - [`metrics`]: the aggregator's Prometheus metrics.
 //! - [`loki`]: Loki's HTTP API (push, LogQL queries, labels, series) over the same store.
 //! - [`page`]: the small web page served at `/` to browsers.
@@ -18,6 +21,7 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod embedded;
 pub mod loki;
 pub mod metrics;
 pub mod page;

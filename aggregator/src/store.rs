@@ -95,6 +95,11 @@ pub struct Health {
     pub writable: bool,
     /// Records stored now.
     pub stored: u64,
+    /// Every part of the backend is alive. `false` is a failure the store cannot
+    /// repair by itself (a thread of it died): the process then exits non-zero, so
+    /// that its supervisor (Docker's restart policy) starts it again, and the store
+    /// recovers from its files.
+    pub running: bool,
     /// Problems an operator should know about that do not stop the store (a damaged
     /// file moved aside, for example), as sentences.
     pub problems: Vec<String>,
@@ -193,9 +198,6 @@ pub trait Backend: Send + Sync + 'static {
     /// One page of the records of a time range, in time order, without counting them:
     /// paging through a range costs one index seek per page and the rows read.
     fn scan(&self, query: ScanQuery, deadline: Instant) -> Answer<ScanPage>;
-    /// The body stored under each `event_id`, `None` where there is none: how the Loki
-    /// push tells a re-sent entry from a different one whose derived id collides.
-    fn bodies(&self, event_ids: Vec<String>, deadline: Instant) -> Answer<Vec<Option<String>>>;
     /// Deletes every record; answers how many there were.
     fn clear(&self) -> Answer<u64>;
     /// The store's state, from memory.
@@ -230,10 +232,6 @@ impl Store {
 
     pub fn scan(&self, query: ScanQuery, deadline: Instant) -> Answer<ScanPage> {
         self.0.scan(query, deadline)
-    }
-
-    pub fn bodies(&self, event_ids: Vec<String>, deadline: Instant) -> Answer<Vec<Option<String>>> {
-        self.0.bodies(event_ids, deadline)
     }
 
     pub fn clear(&self) -> Answer<u64> {

@@ -4,10 +4,13 @@
 //! Exact deduplication. Each entry's `event_id` is derived from its stream, time and
 //! line ([`entry::event_id`]), so a re-sent entry meets its stored twin in the store's
 //! unique index. A hash could make two different entries meet too; so whenever the
-//! writer reports duplicates, the bodies stored under the batch's ids are read back and
-//! compared: an id held by the same entry (a re-send, or the entry itself) is done; an
-//! id held by a different entry is a collision, and the entry is stored under the next
-//! attempt's id (`...#1`). An entry is thus skipped only when an identical one is stored.
+//! writer reports duplicates, the records of the batch's time span are read back and
+//! compared: an entry found stored as itself (a re-send, or the entry itself) is done;
+//! one that is not found had its id held by a different record (a collision), and is
+//! stored under the next attempt's id (`...#1`). An entry is thus skipped only when an
+//! identical one is stored.
+
+use std::collections::HashMap;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -19,8 +22,10 @@ use super::push::{self, PushError};
 use super::request::{authorize, header};
 use super::stored::View;
 use super::Loki;
+use crate::query::Order;
 use crate::record::Received;
 use crate::routes::{State, INGEST_SLOT_WAIT, QUERY_TIME_LIMIT};
+use crate::store::ScanQuery;
 
 pub async fn push(
     req: HttpRequest,
@@ -114,37 +119,28 @@ async fn store(streams: &[PushStream], state: &State, loki: &Loki) -> Result<u64
         if done.duplicates == 0 {
             return Ok(stored);
         }
-        // Rare (a re-send): the ids are worked out again rather than kept for every push.
-        let ids = pending
-            .iter()
-            .map(|&(s, e, a)| prepared[s].event_id(&streams[s].entries[e], a))
-            .collect();
-        let deadline = std::time::Instant::now() + QUERY_TIME_LIMIT;
-        let bodies = state
-            .store
-            .bodies(ids, deadline)
-            .await
-            .map_err(LokiError::from)?;
+        // Rare (a re-send): which of these entries are stored as themselves?
+        let found = present(streams, &pending, state).await?;
         let mut next = Vec::new();
-        for (&(s, e, attempt), body) in pending.iter().zip(bodies) {
-            let stream = &streams[s];
-            let entry = &stream.entries[e];
-            match body {
-                // Gone since (retention or a clear): stored again under the same id.
-                None => next.push((s, e, attempt)),
-                Some(body) if same(&body, stream, e) => {}
-                Some(_) => {
-                    if attempt + 1 >= MAX_ID_ATTEMPTS {
-                        return Err(LokiError::new(
-                            500,
-                            crate::metrics::REASON_STORE,
-                            format!("entry at {} of stream {:?}: {MAX_ID_ATTEMPTS} key collisions in a row", entry.ts_ns, stream.labels),
-                        ));
-                    }
-                    loki.collisions.inc();
-                    next.push((s, e, attempt + 1));
-                }
+        for (&(s, e, attempt), here) in pending.iter().zip(found) {
+            if here {
+                continue;
             }
+            // Its id is held by a different record (a collision, or a record sent to
+            // `POST /logs` under that id), or the holder went meanwhile: the next id.
+            if attempt + 1 >= MAX_ID_ATTEMPTS {
+                let stream = &streams[s];
+                return Err(LokiError::new(
+                    500,
+                    crate::metrics::REASON_STORE,
+                    format!(
+                        "entry at {} of stream {:?}: {MAX_ID_ATTEMPTS} key collisions in a row",
+                        stream.entries[e].ts_ns, stream.labels
+                    ),
+                ));
+            }
+            loki.collisions.inc();
+            next.push((s, e, attempt + 1));
         }
         if next.is_empty() {
             return Ok(stored);
@@ -153,14 +149,62 @@ async fn store(streams: &[PushStream], state: &State, loki: &Loki) -> Result<u64
     }
 }
 
-/// Whether `body` holds entry `e` of `stream`: same stream labels, time and line.
-fn same(body: &str, stream: &PushStream, e: usize) -> bool {
-    let entry = &stream.entries[e];
-    let Some(view) = View::of(body, 0) else {
-        return false;
+/// For each pending entry, whether a record identical to it (same stream labels, time
+/// and line) is stored: one scan of the entries' time span, comparing only records at
+/// the time of a pending entry.
+async fn present(
+    streams: &[PushStream],
+    pending: &[(usize, usize, u32)],
+    state: &State,
+) -> Result<Vec<bool>, LokiError> {
+    let mut at: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (i, &(s, e, _)) in pending.iter().enumerate() {
+        at.entry(streams[s].entries[e].ts_ns).or_default().push(i);
+    }
+    let lo = at.keys().min().copied().unwrap_or(0);
+    let hi = at.keys().max().copied().unwrap_or(0);
+    let mut found = vec![false; pending.len()];
+    let deadline = std::time::Instant::now() + QUERY_TIME_LIMIT;
+    let mut q = ScanQuery {
+        service: None,
+        level: None,
+        since_us: lo.div_euclid(1000),
+        until_us: hi.div_euclid(1000) + 1,
+        order: Order::Asc,
+        after: None,
+        limit: 1000,
     };
-    View::pushed(body)
-        && view.ts_ns == entry.ts_ns
+    loop {
+        let page = state
+            .store
+            .scan(q.clone(), deadline)
+            .await
+            .map_err(LokiError::from)?;
+        for row in &page.rows {
+            if !View::pushed(&row.body) {
+                continue;
+            }
+            let Some(view) = View::of(&row.body, row.ts_us) else {
+                continue;
+            };
+            for &i in at.get(&view.ts_ns).into_iter().flatten() {
+                let (s, e, _) = pending[i];
+                if !found[i] && same(&view, &streams[s], e) {
+                    found[i] = true;
+                }
+            }
+        }
+        match (page.more, page.rows.last()) {
+            (true, Some(last)) => q.after = Some((last.ts_us, last.id)),
+            _ => return Ok(found),
+        }
+    }
+}
+
+/// Whether `view` is entry `e` of `stream`: same stream labels, time and line.
+fn same(view: &View<'_>, stream: &PushStream, e: usize) -> bool {
+    let entry = &stream.entries[e];
+    view.ts_ns == entry.ts_ns
         && view.line == entry.line.as_str()
         && view.labels.len() == stream.labels.len()
         && view

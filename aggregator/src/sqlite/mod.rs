@@ -3,7 +3,7 @@
 //!
 //! - [`db`]: the schema and every statement, as plain methods of [`Db`].
 //! - [`select`]: the reads of `GET /logs` (filters, text search, totals, pages).
-//! - [`scan`]: the reads of Loki's API (pages of a time range, bodies by event id).
+//! - [`scan`]: the reads of Loki's API (pages of a time range).
 //! - [`borrowed`]: the writer's insert statements, binding text without copying it.
 //! - [`writer`]: the actor that owns the write connection; group commit of queued
 //!   batches, retention in between, the live feed after each commit.
@@ -162,20 +162,6 @@ impl Backend for Sqlite {
         })
     }
 
-    fn bodies(&self, event_ids: Vec<String>, deadline: Instant) -> Answer<Vec<Option<String>>> {
-        let (reader, held) = self.readers.pick();
-        let sent = reader.send(scan::Bodies {
-            event_ids,
-            deadline,
-            asked: Instant::now(),
-        });
-        Box::pin(async move {
-            let answer = sent.await.unwrap_or(Err(StoreError::Unavailable("reader")));
-            drop(held);
-            answer
-        })
-    }
-
     fn clear(&self) -> Answer<u64> {
         let sent = self.writer.send(writer::Clear);
         Box::pin(async move { sent.await.unwrap_or(Err(StoreError::Unavailable("writer"))) })
@@ -185,6 +171,7 @@ impl Backend for Sqlite {
         Health {
             writable: self.status.writable.load(Ordering::Relaxed) && self.writer.connected(),
             stored: self.metrics.records_stored.get().max(0) as u64,
+            running: self.writer.connected() && self.readers.connected(),
             problems: Vec::new(),
         }
     }

@@ -1,6 +1,6 @@
-//! The reads of Loki's API on the SQLite store, with the reader messages that run them:
+//! The read of Loki's API on the SQLite store, with the reader message that runs it:
 //! pages of a time range in time order (no totals, so a page is one index seek and the
-//! rows read), and the bodies stored under given event ids.
+//! rows read).
 
 use std::time::Instant;
 
@@ -63,22 +63,6 @@ impl Db {
         }
         Ok(page)
     }
-
-    /// The body stored under each id, `None` where there is none.
-    pub fn bodies_by_event_id(&self, ids: &[String]) -> Result<Vec<Option<String>>, DbError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT body FROM logs WHERE event_id = ?1")?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let mut rows = stmt.query([id])?;
-            out.push(match rows.next()? {
-                Some(row) => Some(row.get(0)?),
-                None => None,
-            });
-        }
-        Ok(out)
-    }
 }
 
 /// One page of a scan, stopped at `deadline`.
@@ -86,15 +70,6 @@ impl Db {
 #[rtype(result = "Result<ScanPage, StoreError>")]
 pub struct Scan {
     pub query: ScanQuery,
-    pub deadline: Instant,
-    pub asked: Instant,
-}
-
-/// The bodies stored under these event ids.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<Option<String>>, StoreError>")]
-pub struct Bodies {
-    pub event_ids: Vec<String>,
     pub deadline: Instant,
     pub asked: Instant,
 }
@@ -109,16 +84,6 @@ impl Handler<Scan> for Reader {
     }
 }
 
-impl Handler<Bodies> for Reader {
-    type Result = Result<Vec<Option<String>>, StoreError>;
-
-    fn handle(&mut self, msg: Bodies, _: &mut Context<Self>) -> Self::Result {
-        self.within("loki_lookup", msg.asked, msg.deadline, |db| {
-            db.bodies_by_event_id(&msg.event_ids)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,7 +91,7 @@ mod tests {
     use crate::record::{self, Received};
 
     #[test]
-    fn scans_page_by_position_and_lookups_find_bodies() {
+    fn scans_page_by_position() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = Db::open_writer(dir.path(), SyncMode::Normal).unwrap();
         let batch: Vec<_> = (0..25)
@@ -168,8 +133,5 @@ mod tests {
             }
             assert_eq!(seen, want);
         }
-        let bodies = r.bodies_by_event_id(&["e3".into(), "nope".into()]).unwrap();
-        assert!(bodies[0].as_deref().unwrap().contains("\"i\":3"));
-        assert_eq!(bodies[1], None);
     }
 }
