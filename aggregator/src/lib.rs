@@ -4,9 +4,13 @@
 //! In the order a batch meets them:
 //! - [`config`]: settings read once from the environment, with documented defaults.
 //! - [`auth`]: the optional bearer token for writes, clears and queries.
+//! - [`admission`]: how many ingest requests are under way, overall and per client, and
+//!   the memory they hold.
+//! - [`ingest`]: `POST /logs` from headers to acknowledgement, within every limit.
 //! - [`body`]: a `POST /logs` body (object, array or NDJSON, gzip or not) into records.
 //! - [`record`]: one JSON object checked, its indexed fields read, stamped on arrival.
-//! - [`routes`]: the HTTP handlers; they ask the actors below and shape the answers.
+//! - [`routes`]: the endpoint list and the other handlers; they ask the actors below
+//!   and shape the answers.
 //! - [`writer`]: the actor that owns the write connection; group commit of queued batches,
 //!   retention between batches.
 //! - [`checkpointer`]: the actor that copies the WAL into the database, off the
@@ -19,11 +23,13 @@
 //! - [`page`]: the small web page served at `/` to browsers.
 //! - [`server`]: start-up and graceful shutdown.
 
+pub mod admission;
 pub mod auth;
 pub mod body;
 pub mod borrowed;
 pub mod checkpointer;
 pub mod config;
+pub mod ingest;
 pub mod metrics;
 pub mod page;
 pub mod query;

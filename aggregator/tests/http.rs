@@ -247,7 +247,21 @@ async fn bad_input_is_refused_and_changes_nothing() {
             vec![],
             b"".to_vec(),
             StatusCode::BAD_REQUEST,
-            "JSON",
+            "the request body is empty",
+        ),
+        (
+            "application/json",
+            vec![],
+            b"{}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "empty object: a record needs at least one field",
+        ),
+        (
+            "application/json",
+            vec![],
+            b"[]".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "empty array",
         ),
         (
             "application/x-ndjson",
@@ -308,6 +322,38 @@ async fn bad_input_is_refused_and_changes_nothing() {
     }
     let (status, _) = get(&agg.url("/nowhere"), &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // A known path with a method it does not answer: 405, naming what it answers.
+    for (method, path, allow) in [
+        ("DELETE", "/logs", "POST, GET"),
+        ("GET", "/logs/clear", "POST"),
+        ("POST", "/health", "GET"),
+        ("PUT", "/logs/count", "GET"),
+    ] {
+        let mut res = common::client()
+            .request(
+                actix_web::http::Method::from_bytes(method.as_bytes()).unwrap(),
+                agg.url(path),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(
+            res.headers().get("allow").unwrap(),
+            allow,
+            "{method} {path}"
+        );
+        let answer: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(answer["status"], 405);
+        assert!(
+            answer["error"].as_str().unwrap().contains(allow),
+            "{answer}"
+        );
+    }
 
     let (_, count) = get(&agg.url("/logs/count"), &[]).await;
     assert_eq!(count["total_logs"], 0, "a refused batch stored something");
@@ -318,9 +364,10 @@ async fn bad_input_is_refused_and_changes_nothing() {
         .unwrap();
     let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
     assert!(
-        text.contains("aggregator_requests_rejected_total{reason=\"json\"} 5"),
+        text.contains("aggregator_requests_rejected_total{reason=\"json\"} 4"),
         "{text}"
     );
+    assert!(text.contains("aggregator_requests_rejected_total{reason=\"empty\"} 3"));
     assert!(text.contains("aggregator_requests_rejected_total{reason=\"too_large\"} 2"));
 
     // The same records, sent properly, are all stored.
