@@ -12,6 +12,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use prometheus::IntGauge;
+
 /// Why a request was not let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
@@ -29,6 +31,8 @@ pub struct Admission {
     /// Requests under way per client; an entry leaves the map when its count reaches 0,
     /// so the map never holds more than `max_overall` entries.
     under_way: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    /// Shows the requests under way on `/metrics`.
+    gauge: IntGauge,
 }
 
 /// One admitted request; dropping it lets the next one in.
@@ -39,11 +43,12 @@ pub struct Admitted {
 }
 
 impl Admission {
-    pub fn new(max_overall: usize, max_per_client: usize) -> Arc<Admission> {
+    pub fn new(max_overall: usize, max_per_client: usize, gauge: IntGauge) -> Arc<Admission> {
         Arc::new(Admission {
             max_overall,
             max_per_client,
             under_way: Mutex::new((0, HashMap::new())),
+            gauge,
         })
     }
 
@@ -72,6 +77,7 @@ impl Admission {
             *per_client.entry(ip).or_insert(0) += 1;
         }
         *total += 1;
+        self.gauge.set(*total as i64);
         Ok(Admitted {
             admission: self.clone(),
             client,
@@ -93,6 +99,7 @@ impl Drop for Admitted {
             .unwrap_or_else(|e| e.into_inner());
         let (total, per_client) = &mut *guard;
         *total -= 1;
+        self.admission.gauge.set(*total as i64);
         if let Some(ip) = self.client {
             if let Some(n) = per_client.get_mut(&ip) {
                 *n -= 1;
@@ -110,6 +117,8 @@ impl Drop for Admitted {
 pub struct MemoryBudget {
     limit: usize,
     used: AtomicUsize,
+    /// Shows the bytes in use on `/metrics`.
+    gauge: IntGauge,
 }
 
 /// The budget was spent; the request is refused before it allocates more.
@@ -127,10 +136,11 @@ pub struct Reservation {
 }
 
 impl MemoryBudget {
-    pub fn new(limit: usize) -> Arc<MemoryBudget> {
+    pub fn new(limit: usize, gauge: IntGauge) -> Arc<MemoryBudget> {
         Arc::new(MemoryBudget {
             limit,
             used: AtomicUsize::new(0),
+            gauge,
         })
     }
 
@@ -152,16 +162,19 @@ impl MemoryBudget {
     }
 
     fn take(&self, bytes: usize) -> Result<(), OverBudget> {
-        self.used
+        let before = self
+            .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(bytes).filter(|&n| n <= self.limit)
             })
-            .map(drop)
-            .map_err(|_| OverBudget { limit: self.limit })
+            .map_err(|_| OverBudget { limit: self.limit })?;
+        self.gauge.set((before + bytes) as i64);
+        Ok(())
     }
 
     fn give_back(&self, bytes: usize) {
-        self.used.fetch_sub(bytes, Ordering::AcqRel);
+        let before = self.used.fetch_sub(bytes, Ordering::AcqRel);
+        self.gauge.set((before - bytes) as i64);
     }
 }
 
@@ -195,13 +208,17 @@ impl Drop for Reservation {
 mod tests {
     use super::*;
 
+    fn gauge() -> IntGauge {
+        IntGauge::new("g", "g").unwrap()
+    }
+
     fn ip(last: u8) -> Option<IpAddr> {
         Some(IpAddr::from([10, 0, 0, last]))
     }
 
     #[test]
     fn admission_limits_each_client_and_everyone() {
-        let a = Admission::new(3, 2);
+        let a = Admission::new(3, 2, gauge());
         let first = a.enter(ip(1)).unwrap();
         let _second = a.enter(ip(1)).unwrap();
         assert_eq!(a.enter(ip(1)).unwrap_err(), Refused::PerClient { limit: 2 });
@@ -216,7 +233,7 @@ mod tests {
 
     #[test]
     fn clients_that_left_leave_no_entry() {
-        let a = Admission::new(10, 10);
+        let a = Admission::new(10, 10, gauge());
         for last in 0..=255 {
             drop(a.enter(ip(last)).unwrap());
         }
@@ -226,13 +243,14 @@ mod tests {
 
     #[test]
     fn the_budget_is_never_exceeded_and_comes_back() {
-        let budget = MemoryBudget::new(100);
+        let budget = MemoryBudget::new(100, gauge());
         let mut a = budget.reservation();
         let mut b = budget.reservation();
         a.grow(60).unwrap();
         assert_eq!(b.grow(41), Err(OverBudget { limit: 100 }));
         b.grow(40).unwrap();
         assert_eq!(budget.used(), 100);
+        assert_eq!(budget.gauge.get(), 100);
         a.shrink(10);
         assert_eq!((a.bytes(), budget.used()), (50, 90));
         a.shrink(1_000);

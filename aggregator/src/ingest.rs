@@ -24,7 +24,8 @@ use shared::http::ApiError;
 use shared::wire::IngestResponse;
 
 use crate::admission::{Refused, Reservation};
-use crate::body::{self, BodyError, Within};
+use crate::batch::{self, Within};
+use crate::body::{self, BodyError};
 use crate::metrics;
 use crate::record::Received;
 use crate::routes::{until, Answer, Refusal, State, TimedOut};
@@ -124,21 +125,18 @@ async fn ingest(req: &HttpRequest, mut payload: web::Payload, state: &State) -> 
             max_records: state.limits.max_records_per_request,
             allowance: &mut memory,
         };
-        body::parse_batch_within(text, format, &Received::now(), within)
+        batch::parse_batch_within(text, format, &Received::now(), within)
             .map_err(|e| body_error(state, e))?
     };
     // The records hold what they need from here on: the texts go back to the budget.
     memory.shrink(raw.capacity());
     drop(raw);
     let count = records.len();
-    state.metrics.ingest_memory.set(state.budget.used() as i64);
 
     let writer = state.writer.clone();
-    let (budget, gauge) = (state.budget.clone(), state.metrics.ingest_memory.clone());
     let committed = actix_rt::spawn(async move {
         let answer = writer.send(writer::Ingest(records)).await;
         drop((slot, memory, admitted));
-        gauge.set(budget.used() as i64);
         answer
     });
     let done = match committed.await {

@@ -7,7 +7,10 @@
 //! - [`admission`]: how many ingest requests are under way, overall and per client, and
 //!   the memory they hold.
 //! - [`ingest`]: `POST /logs` from headers to acknowledgement, within every limit.
-//! - [`body`]: a `POST /logs` body (object, array or NDJSON, gzip or not) into records.
+//! - [`body`]: a `POST /logs` body's framing and encoding (object, array or NDJSON, gzip
+//!   or not), read and decompressed within the memory budget.
+//! - [`batch`]: the decompressed body into records, within the record limit and the
+//!   budget.
 //! - [`record`]: one JSON object checked, its indexed fields read, stamped on arrival.
 //! - [`routes`]: the endpoint list and the other handlers; they ask the actors below
 //!   and shape the answers.
@@ -25,6 +28,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod borrowed;
 pub mod checkpointer;

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub records_pruned: IntCounter,
     pub query_duration: HistogramVec,
     pub ingest_memory: IntGauge,
+    pub ingest_requests: IntGauge,
 }
 
 impl Metrics {
@@ -94,6 +95,10 @@ impl Metrics {
                 "aggregator_ingest_memory_bytes",
                 "Bytes of the ingest memory budget held by requests under way (bodies and parsed records).",
             )?,
+            ingest_requests: IntGauge::new(
+                "aggregator_ingest_requests",
+                "POST /logs requests under way, bodies being read included.",
+            )?,
         };
         registry.register(Box::new(m.records_ingested.clone()))?;
         registry.register(Box::new(m.records_duplicate.clone()))?;
@@ -104,6 +109,7 @@ impl Metrics {
         registry.register(Box::new(m.records_pruned.clone()))?;
         registry.register(Box::new(m.query_duration.clone()))?;
         registry.register(Box::new(m.ingest_memory.clone()))?;
+        registry.register(Box::new(m.ingest_requests.clone()))?;
         Ok(m)
     }
 

@@ -36,7 +36,7 @@ impl Cursor {
             Order::Asc => 'a',
             Order::Desc => 'd',
         };
-        format!("{o}{:x}.{:x}", self.ts_us, self.id)
+        format!("{o}{}.{}", signed_hex(self.ts_us), signed_hex(self.id))
     }
 
     pub fn decode(text: &str) -> Option<Cursor> {
@@ -46,10 +46,33 @@ impl Cursor {
             _ => return None,
         };
         let (ts, id) = text[1..].split_once('.')?;
-        let ts_us = i64::from_str_radix(ts, 16).ok()?;
-        let id = i64::from_str_radix(id, 16).ok()?;
+        let ts_us = parse_signed_hex(ts)?;
+        let id = parse_signed_hex(id)?;
         Some(Cursor { order, ts_us, id })
     }
+}
+
+/// `-1f` for -31: `{:x}` would write a negative number's two's complement, which does
+/// not read back as an `i64`.
+fn signed_hex(v: i64) -> String {
+    if v < 0 {
+        format!("-{:x}", v.unsigned_abs())
+    } else {
+        format!("{v:x}")
+    }
+}
+
+/// The inverse of [`signed_hex`], and nothing else (no `+`, no upper case).
+fn parse_signed_hex(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty()
+        || !digits
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    i64::from_str_radix(text, 16).ok()
 }
 
 /// A checked query: every field is ready for SQL.
@@ -102,9 +125,9 @@ fn bad(param: &'static str, reason: impl Into<String>) -> ParamError {
     }
 }
 
-/// An empty value (`service=`) counts as absent.
+/// An empty value (`service=`) counts as absent; any other is used as sent.
 fn present(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    value.as_deref().filter(|v| !v.is_empty())
 }
 
 impl LogParams {
@@ -141,6 +164,13 @@ impl LogParams {
         };
         let limit = match present(&self.limit) {
             None => default_limit,
+            // A whole number too large for the machine is as good as the largest.
+            Some(v)
+                if v.bytes().all(|b| b.is_ascii_digit())
+                    && v.trim_start_matches('0').len() > 18 =>
+            {
+                max_limit
+            }
             Some(v) => match v.parse::<usize>() {
                 Ok(0) | Err(_) => {
                     return Err(bad(
@@ -151,9 +181,9 @@ impl LogParams {
                 Ok(n) => n.min(max_limit),
             },
         };
-        let order = match present(&self.order).map(str::to_ascii_lowercase).as_deref() {
-            None | Some("desc") => Order::Desc,
-            Some("asc") => Order::Asc,
+        let order = match present(&self.order) {
+            None | Some("desc" | "DESC") => Order::Desc,
+            Some("asc" | "ASC") => Order::Asc,
             Some(other) => return Err(bad("order", format!("{other:?} is not asc or desc"))),
         };
         let cursor = match present(&self.cursor) {
@@ -272,6 +302,10 @@ mod tests {
             .unwrap();
         assert_eq!(q.limit, 1000);
         assert_eq!(q.order, Order::Asc);
+        let huge = params(&[("limit", "99999999999999999999999999")])
+            .to_query(100, 1000)
+            .unwrap();
+        assert_eq!(huge.limit, 1000);
         assert_eq!(q.level.as_deref(), Some("INFO"));
         let q = params(&[("service", ""), ("since", "2024-05-01T00:00:00Z")])
             .to_query_within(100, 1000, 16)
@@ -305,8 +339,20 @@ mod tests {
             id: 77,
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        // Records from before 1970 have negative times; their cursors read back too.
+        for (ts_us, id) in [(-1, 1), (i64::MIN, i64::MAX), (i64::MAX, 0)] {
+            let c = Cursor {
+                order: Order::Asc,
+                ts_us,
+                id,
+            };
+            assert_eq!(Cursor::decode(&c.encode()), Some(c), "{}", c.encode());
+        }
         assert_eq!(Cursor::decode(""), None);
         assert_eq!(Cursor::decode("d1"), None);
+        assert_eq!(Cursor::decode("d+1.2"), None);
+        assert_eq!(Cursor::decode("dA.2"), None);
+        assert_eq!(Cursor::decode("d-.2"), None);
     }
 
     #[test]

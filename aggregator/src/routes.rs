@@ -64,7 +64,7 @@ impl State {
         State {
             writer,
             readers,
-            metrics,
+            metrics: metrics.clone(),
             token: config.token.clone(),
             max_body_bytes: config.max_body_bytes,
             page_size_default: config.page_size_default,
@@ -72,8 +72,12 @@ impl State {
             admission: Admission::new(
                 limits.ingest_max_requests,
                 limits.ingest_max_requests_per_client,
+                metrics.ingest_requests.clone(),
             ),
-            budget: MemoryBudget::new(limits.ingest_memory_budget_bytes),
+            budget: MemoryBudget::new(
+                limits.ingest_memory_budget_bytes,
+                metrics.ingest_memory.clone(),
+            ),
             ingest_slots: Arc::new(Semaphore::new(limits.ingest_slots)),
             limits,
         }
@@ -409,6 +413,43 @@ async fn index(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// Every (path, method) the OpenAPI description lists.
+    fn described() -> Vec<(String, String)> {
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+        assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+        let mut ops = Vec::new();
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if [
+                    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+                ]
+                .contains(&method.as_str())
+                {
+                    ops.push((path.clone(), method.to_uppercase()));
+                }
+            }
+        }
+        ops.sort();
+        ops
+    }
+
+    #[actix_web::test]
+    async fn the_openapi_description_lists_exactly_the_registered_routes() {
+        let mut registered: Vec<(String, String)> = endpoints()
+            .into_iter()
+            .map(|e| (e.path.to_owned(), e.method.as_str().to_owned()))
+            .collect();
+        registered.sort();
+        assert_eq!(registered, described());
+        // Every operation answers with a schema for its success and names its errors'.
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        for (path, method) in described() {
+            let op = &spec["paths"][&path][method.to_lowercase()];
+            assert!(op["responses"]["200"].is_object(), "{method} {path}");
+            assert!(op["operationId"].is_string(), "{method} {path}");
+        }
+    }
 
     #[actix_web::test]
     async fn waiting_stops_at_the_deadline() {
