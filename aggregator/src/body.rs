@@ -99,12 +99,18 @@ impl BodyError {
 /// Memory a body may still take, asked before each allocation that grows with it.
 pub trait Allowance {
     fn take(&mut self, bytes: usize) -> Result<(), BodyError>;
+    /// Returns bytes taken but not kept (an upper bound once the real size is known).
+    fn give_back(&mut self, bytes: usize);
 }
 
 impl Allowance for Reservation {
     fn take(&mut self, bytes: usize) -> Result<(), BodyError> {
         self.grow(bytes)
             .map_err(|e| BodyError::OverBudget { limit: e.limit })
+    }
+
+    fn give_back(&mut self, bytes: usize) {
+        self.shrink(bytes);
     }
 }
 
@@ -116,6 +122,8 @@ impl Allowance for Unmetered {
     fn take(&mut self, _: usize) -> Result<(), BodyError> {
         Ok(())
     }
+
+    fn give_back(&mut self, _: usize) {}
 }
 
 /// The framing of a `Content-Type` value; a missing header is refused too.
@@ -253,6 +261,11 @@ mod tests {
             self.left -= bytes;
             self.given += bytes;
             Ok(())
+        }
+
+        fn give_back(&mut self, bytes: usize) {
+            self.left += bytes;
+            self.given -= bytes;
         }
     }
 

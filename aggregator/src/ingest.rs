@@ -110,7 +110,16 @@ async fn ingest(req: &HttpRequest, mut payload: web::Payload, state: &State) -> 
     .await
     {
         Ok(Ok(permit)) => permit,
-        _ => return Err(state.unavailable("ingest queue")),
+        _ => {
+            let busy = ApiError::unavailable(format!(
+                "all {} ingest slots stayed busy for {}; retry later",
+                state.limits.ingest_slots,
+                shared::config::format_duration(INGEST_SLOT_WAIT)
+            ));
+            return Err(state
+                .reject(metrics::REASON_UNAVAILABLE, busy)
+                .retry_after(1));
+        }
     };
     let records = {
         let decoded;

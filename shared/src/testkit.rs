@@ -164,6 +164,29 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// When this variable is `1` (CI sets it, through `.ci/run`), a test that needs an
+/// external tool fails when the tool is missing, instead of saying that it skips.
+pub const REQUIRE_TOOLS: &str = "REQUIRE_TEST_TOOLS";
+
+/// Whether `program --version` runs. When it does not, the test fails if
+/// [`REQUIRE_TOOLS`] is `1`, and otherwise says on stdout that it skips what needs it.
+pub fn tool_available(program: &str, debian_package: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var(REQUIRE_TOOLS).as_deref() != Ok("1"),
+            "{program} is required ({REQUIRE_TOOLS}=1) but not installed: install Debian's package {debian_package} (scripts/test.sh does, as root)"
+        );
+        println!("skipped: {program} not installed (Debian package {debian_package})");
+    }
+    found
+}
+
 /// Runs `promtool check metrics` on an exposition; `None` when promtool is not installed.
 ///
 /// promtool exits 0 when it is happy, 3 when it only has style complaints (a missing
@@ -185,13 +208,13 @@ pub fn promtool_check_metrics(exposition: &str) -> Option<std::process::Output> 
     Some(child.wait_with_output().expect("promtool runs to its end"))
 }
 
-/// Fails the test unless promtool accepts the exposition without a complaint; says it
-/// skips when promtool is not installed (Debian's package `prometheus` brings it).
+/// Fails the test unless promtool accepts the exposition without a complaint; where
+/// promtool is not installed, see [`tool_available`].
 pub fn assert_promtool_accepts(exposition: &str) {
-    let Some(out) = promtool_check_metrics(exposition) else {
-        eprintln!("skipped: promtool not installed (Debian package `prometheus`)");
+    if !tool_available("promtool", "prometheus") {
         return;
-    };
+    }
+    let out = promtool_check_metrics(exposition).expect("promtool runs");
     assert!(
         out.status.success(),
         "promtool rejected the metrics:\n{}{}\n{exposition}",

@@ -1,0 +1,72 @@
+//! A `POST /logs` body, as the aggregator decodes it: the first byte picks the framing
+//! (JSON or NDJSON) and whether the rest is gzip; then decompression and parsing within
+//! a record limit and a memory allowance.
+//!
+//! Checked: no panic; an accepted batch is never empty, never over the record limit,
+//! and each stored body is one JSON object carrying `aggregator_received_at` once.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use log_aggregator::batch::{self, Within};
+use log_aggregator::body::{self, Allowance, BodyError, Format};
+use log_aggregator::record::{Received, RECEIVED_AT};
+
+const MAX_RECORDS: usize = 1_000;
+const LIMIT: usize = 1 << 20;
+
+/// Grants up to a fixed number of bytes, as the ingest memory budget does.
+struct Capped(usize);
+
+impl Allowance for Capped {
+    fn take(&mut self, bytes: usize) -> Result<(), BodyError> {
+        self.0 = self
+            .0
+            .checked_sub(bytes)
+            .ok_or(BodyError::OverBudget { limit: 0 })?;
+        Ok(())
+    }
+
+    fn give_back(&mut self, bytes: usize) {
+        self.0 += bytes;
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let format = if mode & 1 == 0 {
+        Format::Json
+    } else {
+        Format::Ndjson
+    };
+    let mut allowance = Capped(64 << 20);
+    let decoded;
+    let text = if mode & 2 != 0 {
+        match body::gunzip_within(rest, LIMIT, &mut allowance) {
+            Ok(d) => {
+                assert!(d.len() <= LIMIT);
+                decoded = d;
+                &decoded[..]
+            }
+            Err(_) => return,
+        }
+    } else {
+        rest
+    };
+    let within = Within {
+        max_records: MAX_RECORDS,
+        allowance: &mut allowance,
+    };
+    let Ok(records) = batch::parse_batch_within(text, format, &Received::now(), within) else {
+        return;
+    };
+    assert!(!records.is_empty() && records.len() <= MAX_RECORDS);
+    for r in &records {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&r.body).expect("a stored body is a JSON object");
+        assert!(object.contains_key(RECEIVED_AT));
+        assert_eq!(r.body.matches(&format!("\"{RECEIVED_AT}\"")).count(), 1);
+    }
+});

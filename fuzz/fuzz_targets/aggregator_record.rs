@@ -1,0 +1,25 @@
+//! One record as the aggregator parses it: any text, checked as a JSON object, its
+//! indexed fields read and `aggregator_received_at` spliced into its body.
+//!
+//! Checked: no panic; an accepted record's body is a JSON object with the field, and
+//! its level is upper case.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use log_aggregator::record::{self, Received, RECEIVED_AT};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(r) = record::parse(text, &Received::now()) else {
+        return;
+    };
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&r.body).expect("a stored body is a JSON object");
+    assert!(object[RECEIVED_AT].is_string());
+    if let Some(level) = &r.level {
+        assert_eq!(level, &level.to_ascii_uppercase());
+    }
+});
