@@ -84,14 +84,14 @@ for target in "${targets[@]}"; do
     status=0
     (cd fuzz && "${fuzz[@]}" run "${flags[@]}" "$target" "../$work" "corpus/$target" -- "${args[@]}") \
         >"$log" 2>&1 || status=$?
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    time_s=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1)
+    execs=$(grep -a -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+    time_s=$(grep -a -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1 || true)
     if [[ $status == 0 ]]; then
         summary+=("$target: ${execs:-?} executions in ${time_s:-?} s, 0 crashes")
     else
         failed=1
         summary+=("$target: FAILED after ${execs:-?} executions (status $status); see $log and fuzz/artifacts/$target/")
-        grep -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written' "$log" | head -20 >&2 || true
+        grep -a -A2 -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written' "$log" | head -30 >&2 || true
     fi
 done
 say "Fuzzing summary:"
