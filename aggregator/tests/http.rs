@@ -3,10 +3,12 @@
 //! - `endpoints_answer_in_the_contract_shapes`: POST in three shapes and gzip, GET /logs
 //!   filters and cursors, /logs/count, /health, /, /metrics, /logs/clear.
 //! - `a_repeated_batch_is_stored_once`: event_id idempotency, within and across batches.
-//! - `bad_input_is_refused_and_changes_nothing`: 400, 413, 415, each with a JSON error.
+//! - `bad_input_is_refused_and_changes_nothing`: 400 (empty body, object and array
+//!   included), 405 with `Allow`, 413, 415, each with a JSON error.
 //! - `a_configured_token_guards_writes_clears_and_queries`: 401 without the token.
 //! - `retention_bounds_the_store_by_count_and_age`: old records go, new ones stay.
 //! - `healthcheck_and_configuration_errors`: the subcommand and exit 64.
+//! - `the_openapi_description_is_served_and_its_paths_answer`: `/openapi.json`.
 
 mod common;
 
@@ -503,4 +505,34 @@ async fn healthcheck_and_configuration_errors() {
         err.contains("MAX_BODY_BYTES") && err.contains("PAGE_SIZE_MAX"),
         "{err}"
     );
+}
+
+/// `GET /openapi.json` serves the description kept in the repository, and every path it
+/// describes is one the server answers (not a 404 or a 405).
+#[actix_rt::test]
+async fn the_openapi_description_is_served_and_its_paths_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(dir.path(), &[]).await;
+    let (status, served) = get(&agg.url("/openapi.json"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let kept: serde_json::Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+    assert_eq!(served, kept);
+    for (path, item) in kept["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let method =
+                actix_web::http::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut res = common::client()
+                .request(method.clone(), agg.url(path))
+                .insert_header(("Content-Type", "application/json"))
+                .send_body("{\"message\":\"openapi\"}")
+                .await
+                .unwrap();
+            let status = res.status();
+            let _ = res.body().await;
+            assert!(
+                status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {status}"
+            );
+        }
+    }
 }

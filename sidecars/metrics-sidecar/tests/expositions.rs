@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-
 use metrics_sidecar::exposition::{
     parse_line, unescape_label_value, Dialect, ErrorKind, Label, Line,
 };
