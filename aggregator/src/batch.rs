@@ -10,6 +10,9 @@
 //! empty array and an empty object are refused, naming which.
 
 use std::fmt;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -38,11 +41,23 @@ pub fn record_cost(len: usize) -> usize {
 /// names it, or it has `\u` escapes, which could spell it).
 pub const REBUILD_FACTOR: usize = 24;
 
-/// Whether parsing `text` may go through the rebuild of [`REBUILD_FACTOR`].
+/// Records up to this size are not searched for the key: the tree of one is at most
+/// `REBUILD_FACTOR` × 4 KiB = 96 KiB, and each worker parses one record at a time, so
+/// what goes uncounted is at most that per worker. Most records are far smaller, and
+/// skip the search (about 150 instructions each).
+pub const REBUILD_CHECK_MIN_BYTES: usize = 4096;
+
+/// Whether parsing `text` may go through the rebuild of [`REBUILD_FACTOR`] in a way
+/// that matters for the budget.
 fn may_rebuild(text: &str) -> bool {
+    if text.len() <= REBUILD_CHECK_MIN_BYTES {
+        return false;
+    }
+    // Built once: building a searcher costs more than searching a record.
+    static RECEIVED: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("received_at"));
     let bytes = text.as_bytes();
-    memchr::memmem::find(bytes, b"received_at").is_some()
-        || memchr::memmem::find(bytes, b"\\u").is_some()
+    RECEIVED.find(bytes).is_some()
+        || memchr::memchr_iter(b'\\', bytes).any(|i| bytes.get(i + 1) == Some(&b'u'))
 }
 
 /// The heap one record holds, as allocated.
@@ -103,6 +118,13 @@ pub fn parse_batch_within(
         received,
         limits,
     };
+    // A typical record is about 200 bytes of text: one allocation for most batches.
+    let guess = (text.len() / 160 + 1).min(batch.limits.max_records);
+    batch
+        .limits
+        .allowance
+        .take(guess * std::mem::size_of::<Record>())?;
+    batch.records.reserve_exact(guess);
     match format {
         Format::Ndjson => batch.ndjson(text)?,
         Format::Json => batch.json(text)?,
@@ -223,10 +245,14 @@ impl<'de> Visitor<'de> for Elements<'_, '_, '_> {
     }
 }
 
-/// `{}`, with any whitespace inside: a record without a single field.
+/// `{}`, with any whitespace inside: a record without a single field. Reads from the
+/// start only: a record's first bytes after `{` tell (at most its leading whitespace).
 fn is_empty_object(text: &str) -> bool {
-    let t = text.trim();
-    t.len() >= 2 && t.starts_with('{') && t.ends_with('}') && t[1..t.len() - 1].trim().is_empty()
+    let mut rest = text
+        .bytes()
+        .skip_while(u8::is_ascii_whitespace)
+        .filter(|b| !b.is_ascii_whitespace());
+    rest.next() == Some(b'{') && rest.next() == Some(b'}') && rest.next().is_none()
 }
 
 /// serde_json places an error at `line 1 column N` of the one line it was given; the
