@@ -21,7 +21,7 @@ use chrono::{SecondsFormat, TimeZone, Utc};
 use futures_util::stream::{self, StreamExt};
 use log_aggregator::config::{AggregatorConfig, SyncMode};
 use log_aggregator::record::{self, Received};
-use log_aggregator::store::Store;
+use log_aggregator::sqlite::db::Db;
 use serde_json::json;
 
 const BATCH_RECORDS: usize = 1000;
@@ -248,7 +248,7 @@ fn main() {
 
     // The store alone: parsing excluded, one transaction per batch of 1,000.
     let store_dir = tempfile::tempdir().expect("temporary directory");
-    let mut store = Store::open_writer(store_dir.path(), SyncMode::Normal).expect("store");
+    let mut store = Db::open_writer(store_dir.path(), SyncMode::Normal).expect("store");
     let received = Received::now();
     let parsed: Vec<Vec<record::Record>> = (0..opts.store_records.div_ceil(BATCH_RECORDS))
         .map(|b| {

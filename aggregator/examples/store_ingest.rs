@@ -8,7 +8,7 @@
 //!
 //! `--prefill N` stores N records first, unmeasured, so that the measured ones land in
 //! a store of realistic size. Under an instruction counter, count only
-//! `Store::insert_batches` (it is all that is measured): the count does not depend on
+//! `Db::insert_batches` (it is all that is measured): the count does not depend on
 //! the machine's load, so variants compare reliably. The last line of stdout is
 //! `BENCH_JSON {...}`.
 
@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use log_aggregator::config::SyncMode;
 use log_aggregator::record::{self, Received};
-use log_aggregator::store::Store;
+use log_aggregator::sqlite::db::Db;
 use shared::measure::thread_cpu_seconds;
 
 const BATCH_RECORDS: usize = 1000;
@@ -78,7 +78,7 @@ fn main() {
         }
     };
     let dir = tempfile::tempdir().expect("temporary directory");
-    let mut store = Store::open_writer(dir.path(), SyncMode::Normal).expect("store");
+    let mut store = Db::open_writer(dir.path(), SyncMode::Normal).expect("store");
     for chunk in (0..prefill).step_by(100_000) {
         for b in batches(chunk, (chunk + 100_000).min(prefill)) {
             store.insert(&b).expect("insert");

@@ -1,4 +1,4 @@
-//! `POST /logs`, from the request's headers to the writer's acknowledgement, with every
+//! `POST /logs`, from the request's headers to the store's acknowledgement, with every
 //! bound a client could otherwise push against.
 //!
 //! In order:
@@ -10,9 +10,9 @@
 //! 4. only then an ingest slot (`INGEST_SLOTS`): a client that sends its body slowly
 //!    holds no slot, so it cannot block the others' ingestion;
 //! 5. gunzip and parsing, within the budget and `MAX_RECORDS_PER_REQUEST` (413);
-//! 6. the writer, awaited in a task of its own that holds the admission, the memory and
-//!    the slot until the batch is committed: a client that disconnects frees nothing
-//!    that its batch still holds.
+//! 6. the store, awaited in a task of its own that holds the admission, the memory and
+//!    the slot until the batch is durable: a client that disconnects frees nothing that
+//!    its batch still holds.
 
 use std::time::Instant;
 
@@ -29,7 +29,6 @@ use crate::body::{self, BodyError};
 use crate::metrics;
 use crate::record::Received;
 use crate::routes::{until, Answer, Refusal, State, TimedOut};
-use crate::writer;
 
 /// How long a request whose body has been read may wait for an ingest slot before it is
 /// told to retry.
@@ -142,16 +141,16 @@ async fn ingest(req: &HttpRequest, mut payload: web::Payload, state: &State) -> 
     drop(raw);
     let count = records.len();
 
-    let writer = state.writer.clone();
+    let stored = state.store.ingest(records);
     let committed = actix_rt::spawn(async move {
-        let answer = writer.send(writer::Ingest(records)).await;
+        let answer = stored.await;
         drop((slot, memory, admitted));
         answer
     });
     let done = match committed.await {
-        Ok(Ok(Ok(done))) => done,
-        Ok(Ok(Err(e))) => return Err(state.store_failed(e)),
-        Ok(Err(_)) | Err(_) => return Err(state.unavailable("store writer")),
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(state.store_failed(e)),
+        Err(_) => return Err(state.unavailable("store writer")),
     };
     state.metrics.records_ingested.inc_by(done.stored);
     state.metrics.records_duplicate.inc_by(done.duplicates);

@@ -12,16 +12,11 @@
 //! - [`batch`]: the decompressed body into records, within the record limit and the
 //!   budget.
 //! - [`record`]: one JSON object checked, its indexed fields read, stamped on arrival.
-//! - [`routes`]: the endpoint list and the other handlers; they ask the actors below
-//!   and shape the answers.
-//! - [`writer`]: the actor that owns the write connection; group commit of queued batches,
-//!   retention between batches.
-//! - [`checkpointer`]: the actor that copies the WAL into the database, off the
-//!   writer's path.
-//! - [`reader`]: the actors that own the read connections and answer queries.
+//! - [`routes`]: the endpoint list and the other handlers; they ask the store and shape
+//!   the answers.
 //! - [`query`]: `GET /logs` parameters checked into a query, and its cursor.
-//! - [`store`]: the SQLite schema and every statement, as plain functions.
-//! - [`borrowed`]: the writer's insert statements, binding text without copying it.
+//! - [`store`]: the one store interface the handlers use, whatever the backend.
+//! - [`sqlite`]: the SQLite backend: its writer, checkpointer and reader actors.
 //! - [`metrics`]: the aggregator's Prometheus metrics.
 //! - [`page`]: the small web page served at `/` to browsers.
 //! - [`server`]: start-up and graceful shutdown.
@@ -30,16 +25,13 @@ pub mod admission;
 pub mod auth;
 pub mod batch;
 pub mod body;
-pub mod borrowed;
-pub mod checkpointer;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
 pub mod page;
 pub mod query;
-pub mod reader;
 pub mod record;
 pub mod routes;
 pub mod server;
+pub mod sqlite;
 pub mod store;
-pub mod writer;

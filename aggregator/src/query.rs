@@ -6,10 +6,8 @@
 //!
 //! A text search costs about one pass over each of its words' postings, so its words
 //! are bounded: a word repeated in a row counts once (`error error error` searches
-//! `error`), and a search with more than `QUERY_MAX_TERMS` words is refused. A query
-//! also carries the time by which it must be answered ([`LogQuery::deadline`]).
-
-use std::time::Instant;
+//! `error`), and a search with more than `QUERY_MAX_TERMS` words is refused. The time a
+//! query may take is the store's deadline (`QUERY_TIMEOUT`).
 
 use chrono::DateTime;
 use serde::Deserialize;
@@ -91,9 +89,6 @@ pub struct LogQuery {
     pub limit: usize,
     pub order: Order,
     pub cursor: Option<Cursor>,
-    /// When the answer stops being worth anything: the HTTP side stops waiting then
-    /// and answers 503, and the store may stop working on it. `None`: no limit.
-    pub deadline: Option<Instant>,
 }
 
 /// The query string of `GET /logs`, as sent.
@@ -227,7 +222,6 @@ impl LogParams {
             limit,
             order,
             cursor,
-            deadline: None,
         })
     }
 }

@@ -1,6 +1,6 @@
-//! The HTTP endpoints. Handlers check the request, then ask the writer or a reader and
-//! shape the answer; they never touch the store themselves. `POST /logs` lives in
-//! [`crate::ingest`].
+//! The HTTP endpoints. Handlers check the request, then ask the store through its one
+//! interface ([`Store`]) and shape the answer; they never learn what backend it is.
+//! `POST /logs` lives in [`crate::ingest`].
 //!
 //! [`endpoints`] is the one list of what the server answers: [`routes`] registers it
 //! (a wrong method on a known path is a 405 with `Allow`), and a test checks it against
@@ -26,8 +26,7 @@ use crate::ingest::post_logs;
 use crate::metrics::{self, Metrics};
 use crate::page;
 use crate::query::{Cursor, LogParams};
-use crate::reader::{self, Readers};
-use crate::writer::{self, Writer};
+use crate::store::{Store, StoreError};
 
 /// The program's name, as `/health` reports it.
 pub const SERVICE: &str = "log-aggregator";
@@ -36,8 +35,7 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// What every handler shares.
 pub struct State {
-    pub writer: actix::Addr<Writer>,
-    pub readers: Readers,
+    pub store: Store,
     pub metrics: Metrics,
     pub token: Option<String>,
     pub max_body_bytes: usize,
@@ -54,16 +52,10 @@ pub struct State {
 
 impl State {
     /// The shared state of a server with these settings.
-    pub fn new(
-        writer: actix::Addr<Writer>,
-        readers: Readers,
-        metrics: Metrics,
-        config: &crate::config::AggregatorConfig,
-    ) -> State {
+    pub fn new(store: Store, metrics: Metrics, config: &crate::config::AggregatorConfig) -> State {
         let limits = config.limits.clone();
         State {
-            writer,
-            readers,
+            store,
             metrics: metrics.clone(),
             token: config.token.clone(),
             max_body_bytes: config.max_body_bytes,
@@ -255,12 +247,18 @@ impl State {
         )
     }
 
-    pub fn store_failed(&self, e: impl std::fmt::Display) -> Refusal {
-        log::error!(error = e.to_string().as_str(); "A store operation failed.");
-        self.reject(
-            metrics::REASON_STORE,
-            ApiError::internal(format!("store error: {e}")),
-        )
+    pub fn store_failed(&self, e: StoreError) -> Refusal {
+        match e {
+            StoreError::Unavailable(what) => self.unavailable(&format!("store {what}")),
+            StoreError::Timeout(_) => self.query_timed_out(),
+            StoreError::Failed(_) => {
+                log::error!(error = e.to_string().as_str(); "A store operation failed.");
+                self.reject(
+                    metrics::REASON_STORE,
+                    ApiError::internal(format!("store error: {e}")),
+                )
+            }
+        }
     }
 }
 
@@ -277,7 +275,7 @@ async fn logs_page(req: HttpRequest, state: &State) -> Answer {
             ApiError::bad_request(format!("invalid query string: {e}")),
         )
     })?;
-    let mut query = params
+    let query = params
         .to_query_within(
             state.page_size_default,
             state.page_size_max,
@@ -290,13 +288,12 @@ async fn logs_page(req: HttpRequest, state: &State) -> Answer {
             )
         })?;
     let order = query.order;
+    // The store stops the work at the deadline; the wait stops there too, whatever the
+    // backend does.
     let deadline = Instant::now() + state.limits.query_timeout;
-    query.deadline = Some(deadline);
-    let asked = state.readers.pick().send(reader::Query(query));
-    let page = match until(deadline, asked).await {
-        Ok(Ok(Ok(page))) => page,
-        Ok(Ok(Err(e))) => return Err(state.store_failed(e)),
-        Ok(Err(_)) => return Err(state.unavailable("store reader")),
+    let page = match until(deadline, state.store.query(query, deadline)).await {
+        Ok(Ok(page)) => page,
+        Ok(Err(e)) => return Err(state.store_failed(e)),
         Err(TimedOut) => return Err(state.query_timed_out()),
     };
     // The stored texts are JSON already: the page is assembled, not re-serialised.
@@ -329,14 +326,13 @@ async fn logs_page(req: HttpRequest, state: &State) -> Answer {
 async fn count(req: HttpRequest, state: web::Data<State>) -> Answer {
     state.authorize(&req)?;
     let deadline = Instant::now() + state.limits.query_timeout;
-    match until(deadline, state.readers.pick().send(reader::Count)).await {
-        Ok(Ok(Ok(c))) => Ok(HttpResponse::Ok().json(LogCount {
+    match until(deadline, state.store.count(deadline)).await {
+        Ok(Ok(c)) => Ok(HttpResponse::Ok().json(LogCount {
             total_logs: c.total,
             by_service: c.by_service,
             by_level: c.by_level,
         })),
-        Ok(Ok(Err(e))) => Err(state.store_failed(e)),
-        Ok(Err(_)) => Err(state.unavailable("store reader")),
+        Ok(Err(e)) => Err(state.store_failed(e)),
         Err(TimedOut) => Err(state.query_timed_out()),
     }
 }
@@ -344,25 +340,34 @@ async fn count(req: HttpRequest, state: web::Data<State>) -> Answer {
 /// `POST /logs/clear`.
 async fn clear(req: HttpRequest, state: web::Data<State>) -> Answer {
     state.authorize(&req)?;
-    match state.writer.send(writer::Clear).await {
-        Ok(Ok(n)) => {
-            log::info!(cleared = n; "The store was cleared.");
-            Ok(HttpResponse::Ok().json(ClearResponse {
-                status: "success".to_owned(),
-                cleared: n,
-            }))
-        }
-        Ok(Err(e)) => Err(state.store_failed(e)),
-        Err(_) => Err(state.unavailable("store writer")),
-    }
+    let n = state
+        .store
+        .clear()
+        .await
+        .map_err(|e| state.store_failed(e))?;
+    log::info!(cleared = n; "The store was cleared.");
+    Ok(HttpResponse::Ok().json(ClearResponse {
+        status: "success".to_owned(),
+        cleared: n,
+    }))
 }
 
-/// `GET /health`: the writer keeps the stored count current, so this reads no table.
+/// `GET /health`: answered from the store's own state, without I/O; 503 while the
+/// writer cannot write, so that a supervisor or a load balancer sees it.
 async fn health(state: web::Data<State>) -> HttpResponse {
-    HttpResponse::Ok().json(AggregatorHealth {
-        status: "healthy".to_owned(),
+    let health = state.store.health();
+    for problem in &health.problems {
+        log::debug!(problem = problem.as_str(); "The store reports a problem.");
+    }
+    let (status, word) = if health.writable {
+        (StatusCode::OK, "healthy")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unhealthy")
+    };
+    HttpResponse::build(status).json(AggregatorHealth {
+        status: word.to_owned(),
         service: SERVICE.to_owned(),
-        logs_stored: state.metrics.records_stored.get().max(0) as u64,
+        logs_stored: health.stored,
     })
 }
 

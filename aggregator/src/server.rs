@@ -2,7 +2,7 @@
 //!
 //! On SIGTERM or SIGINT (`shared::startup`) the server stops accepting, lets requests in
 //! flight finish (their batches are committed and acknowledged) within
-//! `SHUTDOWN_GRACE`, then the actors' arbiters are stopped and joined, which closes the
+//! `SHUTDOWN_GRACE`, then the store's threads are stopped and joined, which closes the
 //! database cleanly.
 
 use std::process::ExitCode;
@@ -15,13 +15,11 @@ use shared::config::ProcessEnv;
 use shared::http::{self, HttpMetrics};
 use shared::startup::{self, Failure, Program};
 
-use crate::checkpointer::Checkpointer;
 use crate::config::{AggregatorConfig, SETTINGS_HELP};
 use crate::metrics::Metrics;
-use crate::reader::Readers;
 use crate::routes::{self, State, SERVICE};
+use crate::sqlite::Sqlite;
 use crate::store::Store;
-use crate::writer::Writer;
 
 /// The whole life of the binary; `main` only calls this.
 pub fn main() -> ExitCode {
@@ -40,23 +38,6 @@ pub fn main() -> ExitCode {
 
 /// Runs the aggregator until SIGTERM or SIGINT; the benchmark runs it in-process too.
 pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
-    let dir = &config.data_dir;
-    let writer_store = Store::open_writer(dir, config.sync_mode)
-        .with_context(|| format!("cannot open the store in DATA_DIR={}", dir.display()))?;
-    let stored = writer_store.stored()?;
-    let checkpoint_store = Store::open_checkpointer(dir, config.sync_mode)
-        .context("cannot open the store's checkpoint connection")?;
-    let mut reader_stores = Vec::with_capacity(config.reader_threads);
-    for _ in 0..config.reader_threads {
-        reader_stores.push(Store::open_reader(dir).context("cannot open a store reader")?);
-    }
-    log::info!(
-        data_dir = dir.display().to_string().as_str(),
-        records = stored,
-        sqlite = Store::sqlite_version(),
-        sync_mode = format!("{:?}", config.sync_mode).to_lowercase().as_str();
-        "Store opened."
-    );
     if config.token.is_none() {
         log::warn!(
             "AGGREGATOR_TOKEN is not set: anyone who reaches this port can write, query and clear logs."
@@ -67,17 +48,8 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
     let http_metrics =
         web::Data::new(HttpMetrics::register(&registry, SERVICE).context("register metrics")?);
     let metrics = Metrics::register(&registry).context("register metrics")?;
-    let writer_arbiter = actix::Arbiter::new();
-    let writer = Writer::start(
-        &writer_arbiter.handle(),
-        writer_store,
-        metrics.clone(),
-        config.retention,
-    );
-    let checkpoint_arbiter = actix::Arbiter::new();
-    Checkpointer::start(&checkpoint_arbiter.handle(), checkpoint_store);
-    let (readers, reader_arbiters) = Readers::start(reader_stores, &metrics);
-    let state = web::Data::new(State::new(writer, readers, metrics, &config));
+    let store = Store::new(Sqlite::start(&config, &metrics)?);
+    let state = web::Data::new(State::new(store.clone(), metrics, &config));
     let registry = web::Data::new(registry);
     // actix-web's limit is per worker.
     let connections_per_worker = config.limits.max_connections.div_ceil(config.workers);
@@ -107,11 +79,7 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
         );
     }
     let result = startup::until_signal(server.run()).await;
-    // Every request has finished: stop the actors so the connections close cleanly.
-    let arbiters = [writer_arbiter, checkpoint_arbiter];
-    for arbiter in arbiters.into_iter().chain(reader_arbiters) {
-        arbiter.stop();
-        let _ = arbiter.join();
-    }
+    // Every request has finished: stop the store's threads so its files close cleanly.
+    store.stop();
     result.context("HTTP server")
 }

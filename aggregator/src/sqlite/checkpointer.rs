@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::store::Store;
+use super::db::Db;
 
 /// How often the WAL is checkpointed.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
@@ -17,13 +17,13 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 pub const CHECKPOINTER_MAILBOX: usize = 1;
 
 pub struct Checkpointer {
-    store: Store,
+    store: Db,
     /// The last failure was logged; the next success says it recovered.
     failing: bool,
 }
 
 impl Checkpointer {
-    pub fn start(arbiter: &ArbiterHandle, store: Store) -> Addr<Checkpointer> {
+    pub fn start(arbiter: &ArbiterHandle, store: Db) -> Addr<Checkpointer> {
         Checkpointer::start_in_arbiter(arbiter, move |ctx: &mut Context<Checkpointer>| {
             ctx.set_mailbox_capacity(CHECKPOINTER_MAILBOX);
             Checkpointer {

@@ -9,14 +9,17 @@
 //! slots. Retention runs here too, between commits, one bounded chunk per turn, so it
 //! never stalls ingestion for long.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::db::Db;
+use super::Status;
 use crate::config::Retention;
 use crate::metrics::Metrics;
 use crate::record::Record;
-use crate::store::{Inserted, Store, StoreError};
+use crate::store::{CommittedRecord, FeedSender, Inserted, StoreError};
 
 type Reply = tokio::sync::oneshot::Sender<Result<Inserted, StoreError>>;
 
@@ -41,7 +44,9 @@ struct Commit;
 pub struct Clear;
 
 pub struct Writer {
-    store: Store,
+    store: Db,
+    status: Arc<Status>,
+    feed: FeedSender,
     metrics: Metrics,
     retention: Retention,
     /// A retention pass is in progress (continued turn by turn).
@@ -54,7 +59,9 @@ impl Writer {
     /// Starts the writer on `arbiter`, taking the open store.
     pub fn start(
         arbiter: &ArbiterHandle,
-        store: Store,
+        store: Db,
+        status: Arc<Status>,
+        feed: FeedSender,
         metrics: Metrics,
         retention: Retention,
     ) -> Addr<Writer> {
@@ -62,6 +69,8 @@ impl Writer {
             ctx.set_mailbox_capacity(WRITER_MAILBOX);
             Writer {
                 store,
+                status,
+                feed,
                 metrics,
                 retention,
                 pruning: false,
@@ -127,26 +136,54 @@ impl Writer {
         let queued = std::mem::take(&mut self.queued);
         let batches: Vec<&[Record]> = queued.iter().map(|(r, _)| r.as_slice()).collect();
         let start = Instant::now();
-        let outcome = self.store.insert_batches(&batches);
+        let mut kept = Vec::new();
+        let want_feed = self.feed.wanted();
+        let outcome = self
+            .store
+            .insert_batches(&batches, want_feed.then_some(&mut kept));
         self.metrics
             .batch_commit
             .observe(start.elapsed().as_secs_f64());
         match outcome {
             Ok(done) => {
-                for ((_, reply), done) in queued.into_iter().zip(done) {
+                self.status.set_writable(true);
+                let mut records = Vec::with_capacity(queued.len());
+                for ((batch, reply), done) in queued.into_iter().zip(done) {
                     self.metrics.records_stored.add(done.stored as i64);
                     // A requester that went away gets no answer; its batch is stored.
                     let _ = reply.send(Ok(done));
+                    records.push(batch);
+                }
+                if want_feed {
+                    self.feed.publish(committed(records, kept));
                 }
             }
             Err(e) => {
-                let shared = e.to_string();
+                log::error!(error = e.to_string().as_str(); "A commit failed; its batches are refused.");
+                self.status.set_writable(false);
+                let shared = StoreError::from(e);
                 for (_, reply) in queued {
-                    let _ = reply.send(Err(StoreError::Shared(shared.clone())));
+                    let _ = reply.send(Err(shared.clone()));
                 }
             }
         }
     }
+}
+
+/// The stored records of a commit, moved out of their batches; `kept` holds their
+/// `(batch, index, id)` in order.
+fn committed(batches: Vec<Vec<Record>>, kept: Vec<(usize, usize, i64)>) -> Vec<CommittedRecord> {
+    let mut out = Vec::with_capacity(kept.len());
+    let mut kept = kept.into_iter().peekable();
+    for (b, batch) in batches.into_iter().enumerate() {
+        for (i, record) in batch.into_iter().enumerate() {
+            if let Some(&(_, _, id)) = kept.peek().filter(|&&(kb, ki, _)| (kb, ki) == (b, i)) {
+                out.push(CommittedRecord { id, record });
+                kept.next();
+            }
+        }
+    }
+    out
 }
 
 impl Handler<Ingest> for Writer {
@@ -162,7 +199,7 @@ impl Handler<Ingest> for Writer {
         Box::pin(async move {
             answer
                 .await
-                .unwrap_or_else(|_| Err(StoreError::Shared("the writer stopped".to_owned())))
+                .unwrap_or(Err(StoreError::Unavailable("writer")))
         })
     }
 }
@@ -182,7 +219,11 @@ impl Handler<Clear> for Writer {
         // Batches queued before the clear are committed (and then cleared), as their
         // order of arrival says.
         self.commit();
-        let n = self.store.clear()?;
+        let n = self
+            .store
+            .clear()
+            .inspect_err(|_| self.status.set_writable(false))?;
+        self.status.set_writable(true);
         self.metrics.records_stored.set(0);
         Ok(n)
     }
