@@ -8,10 +8,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use log_aggregator::batch::{self, Within};
 use log_aggregator::body::{self, Allowance, BodyError, Format};
 use log_aggregator::record::{Received, RECEIVED_AT};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
 const MAX_RECORDS: usize = 1_000;
 const LIMIT: usize = 1 << 20;

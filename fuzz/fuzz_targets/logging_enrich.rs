@@ -37,7 +37,12 @@ fuzz_target!(|data: &[u8]| {
                     String::from_utf8_lossy(record)
                 ),
             };
-        for field in ["sidecar_forwarded_by", "environment", "event_id", "sidecar_timestamp"] {
+        for field in [
+            "sidecar_forwarded_by",
+            "environment",
+            "event_id",
+            "sidecar_timestamp",
+        ] {
             assert!(object.contains_key(field), "{field} missing");
         }
     }

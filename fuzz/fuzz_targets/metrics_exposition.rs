@@ -20,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
         Dialect::OpenMetrics
     };
     let relabeler = Relabeler::new(
-        &[("sidecar", "true"), ("environment", "fuzz"), ("service", "svc")],
+        &[
+            ("sidecar", "true"),
+            ("environment", "fuzz"),
+            ("service", "svc"),
+        ],
         "metrics_sidecar_",
     );
     let mut out = Vec::new();
