@@ -8,8 +8,9 @@
 //! - `one_client_cannot_take_every_ingest_request`: past its per-client limit a client
 //!   gets 429 with `Retry-After`.
 //! - `tiny_record_bombs_stay_within_the_memory_bound`: gzip bodies of millions of tiny
-//!   records, three at once, refused by the record limit or the memory budget; peak
-//!   memory stays under the documented bound, and a normal batch is stored after.
+//!   records, three at once, refused by the record limit (defaults) or the memory
+//!   budget; peak memory stays under the documented bound, and a normal batch is
+//!   stored after.
 //! - `query_cost_is_bounded`: a word repeated 1,000 times is one word; too many words
 //!   are a 400; a query past `QUERY_TIMEOUT` is a 503 naming it, and others are served.
 
@@ -190,9 +191,13 @@ async fn tiny_record_bombs_stay_within_the_memory_bound() {
     for (env, refusal) in [
         // The defaults: the record limit refuses each bomb early.
         (vec![], "too_many_records"),
-        // No practical record limit: the memory budget refuses them.
+        // No practical record limit: the memory budget refuses them (a smaller budget
+        // than the default, so that a debug build reaches it quickly).
         (
-            vec![("MAX_RECORDS_PER_REQUEST", "10000000")],
+            vec![
+                ("MAX_RECORDS_PER_REQUEST", "10000000"),
+                ("INGEST_MEMORY_BUDGET", "64MiB"),
+            ],
             "memory_budget",
         ),
     ] {
