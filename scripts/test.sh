@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command. On a fresh machine it installs what the tests need
 # (Prometheus's promtool and server, and python3-venv, from Debian's packages; then
-# schemathesis from PyPI and cargo-fuzz from crates.io), runs the whole Rust test
+# pyarrow and schemathesis from PyPI in venvs under target/, and cargo-fuzz from
+# crates.io), runs the whole Rust test
 # suite, the aggregator's OpenAPI check (scripts/test-openapi.sh, about a minute), a
 # bounded fuzz run of every parser (scripts/fuzz.sh --ci, about 2 minutes after the
 # first build of fuzz/), then the Docker system test whenever a Docker engine answers.
@@ -41,6 +42,24 @@ if [[ ${#debian_packages[@]} -gt 0 ]]; then
     fi
 fi
 export REQUIRE_TEST_TOOLS=$require
+
+# The aggregator's segments are Parquet; a test reads them with pyarrow (from PyPI), in
+# a venv of its own under target/.
+if [[ -z ${PYARROW_PYTHON:-} ]]; then
+  venv=target/pyarrow-venv
+  if ! "$venv/bin/python" -c 'import pyarrow' >/dev/null 2>&1; then
+    if ! python3 -m venv --help >/dev/null 2>&1 && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+      say "Installing Debian's python3-venv (for the pyarrow venv)..."
+      apt-get update -qq >/dev/null
+      apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    fi
+    say "Installing pyarrow from PyPI into $venv (a test reads the store's Parquet files with it)..."
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q pyarrow
+  fi
+  export PYARROW_PYTHON="$PWD/$venv/bin/python"
+fi
 
 say "Building and running the Rust test suite (cargo test --workspace)..."
 cargo test --workspace --locked

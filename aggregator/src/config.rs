@@ -31,6 +31,8 @@ pub const INGEST_SLOTS: &str = "INGEST_SLOTS";
 pub const QUERY_TIMEOUT: &str = "QUERY_TIMEOUT";
 pub const QUERY_MAX_TERMS: &str = "QUERY_MAX_TERMS";
 pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
+pub const STORE: &str = "STORE";
+pub const FLUSH_RECORDS: &str = "FLUSH_RECORDS";
 
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_DATA_DIR: &str = "/data";
@@ -67,7 +69,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// The settings help text, shown by `--help`.
 pub const SETTINGS_HELP: &str = "    LISTEN_ADDR            address to serve on (0.0.0.0:8080)
-    DATA_DIR               directory of the SQLite store, created if missing (/data)
+    STORE                  embedded: the log store (segments and a log, in DATA_DIR);
+                           sqlite: the SQLite store of earlier versions (embedded)
+    DATA_DIR               directory of the store, created if missing (/data)
+    FLUSH_RECORDS          embedded store: records kept in memory (and in the log)
+                           before they are written to a segment (65536)
     AGGREGATOR_TOKEN       bearer token required for POST /logs, GET /logs, /logs/count
                            and /logs/clear (unset: open)
     MAX_BODY_BYTES         largest request body, before and after gzip (16MiB)
@@ -117,6 +123,28 @@ impl std::str::FromStr for SyncMode {
     }
 }
 
+/// Which store keeps the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The log store: a write-ahead log and Parquet segments (the default).
+    Embedded,
+    /// The SQLite store of earlier versions, kept for comparison until it is retired;
+    /// the embedded store imports its `logs.db` on first start.
+    Sqlite,
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<StoreKind, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "embedded" => Ok(StoreKind::Embedded),
+            "sqlite" => Ok(StoreKind::Sqlite),
+            _ => Err("expected embedded or sqlite".to_owned()),
+        }
+    }
+}
+
 /// When old records are deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -130,6 +158,8 @@ pub struct Retention {
 #[derive(Debug, Clone)]
 pub struct AggregatorConfig {
     pub listen: SocketAddr,
+    pub store: StoreKind,
+    pub flush_records: usize,
     pub data_dir: PathBuf,
     pub token: Option<String>,
     pub max_body_bytes: usize,
@@ -212,6 +242,12 @@ impl AggregatorConfig {
         let limits = read_limits(&mut r, max_body);
         let config = AggregatorConfig {
             listen,
+            store: r.parse(STORE, StoreKind::Embedded),
+            flush_records: r.bounded(
+                FLUSH_RECORDS,
+                crate::embedded::engine::FLUSH_ROWS,
+                1..=(1 << 24),
+            ),
             data_dir,
             token,
             max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),

@@ -16,7 +16,10 @@
 //!   the answers.
 //! - [`query`]: `GET /logs` parameters checked into a query, and its cursor.
 //! - [`store`]: the one store interface the handlers use, whatever the backend.
-//! - [`sqlite`]: the SQLite backend: its writer, checkpointer and reader actors.
+//! - [`embedded`]: the log store (the default backend): a write-ahead log, a memory
+//!   buffer and compressed Parquet segments.
+//! - [`sqlite`]: the SQLite backend of earlier versions (`STORE=sqlite`), also the
+//!   source the embedded store imports from.
 //! - [`metrics`]: the aggregator's Prometheus metrics.
 //! - [`page`]: the small web page served at `/` to browsers.
 //! - [`server`]: start-up and graceful shutdown.
@@ -26,6 +29,7 @@ pub mod auth;
 pub mod batch;
 pub mod body;
 pub mod config;
+pub mod embedded;
 pub mod ingest;
 pub mod metrics;
 pub mod page;

@@ -356,9 +356,6 @@ async fn clear(req: HttpRequest, state: web::Data<State>) -> Answer {
 /// writer cannot write, so that a supervisor or a load balancer sees it.
 async fn health(state: web::Data<State>) -> HttpResponse {
     let health = state.store.health();
-    for problem in &health.problems {
-        log::debug!(problem = problem.as_str(); "The store reports a problem.");
-    }
     let (status, word) = if health.writable {
         (StatusCode::OK, "healthy")
     } else {
@@ -368,6 +365,7 @@ async fn health(state: web::Data<State>) -> HttpResponse {
         status: word.to_owned(),
         service: SERVICE.to_owned(),
         logs_stored: health.stored,
+        problems: health.problems,
     })
 }
 

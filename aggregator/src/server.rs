@@ -15,11 +15,17 @@ use shared::config::ProcessEnv;
 use shared::http::{self, HttpMetrics};
 use shared::startup::{self, Failure, Program};
 
-use crate::config::{AggregatorConfig, SETTINGS_HELP};
+use crate::config::{AggregatorConfig, StoreKind, SETTINGS_HELP};
+use crate::embedded::Embedded;
 use crate::metrics::Metrics;
 use crate::routes::{self, State, SERVICE};
 use crate::sqlite::Sqlite;
 use crate::store::Store;
+
+/// How often the store's threads are checked.
+pub const STORE_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// The exit status when a thread of the store died (EX_SOFTWARE).
+pub const EXIT_STORE_FAILED: i32 = 70;
 
 /// The whole life of the binary; `main` only calls this.
 pub fn main() -> ExitCode {
@@ -48,7 +54,10 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
     let http_metrics =
         web::Data::new(HttpMetrics::register(&registry, SERVICE).context("register metrics")?);
     let metrics = Metrics::register(&registry).context("register metrics")?;
-    let store = Store::new(Sqlite::start(&config, &metrics)?);
+    let store = match config.store {
+        StoreKind::Embedded => Store::new(Embedded::start(&config, &metrics)?),
+        StoreKind::Sqlite => Store::new(Sqlite::start(&config, &metrics)?),
+    };
     let state = web::Data::new(State::new(store.clone(), metrics, &config));
     let registry = web::Data::new(registry);
     // actix-web's limit is per worker.
@@ -78,8 +87,23 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
             "Listening on http://{addr}."
         );
     }
+    // The store's supervisor: a thread of it that died cannot be repaired from here, so
+    // the process ends non-zero and its own supervisor (Docker's restart policy) starts
+    // it again; the store recovers from its files, losing nothing acknowledged.
+    let watched = store.clone();
+    let watchdog = actix_rt::spawn(async move {
+        let mut tick = actix_rt::time::interval(STORE_WATCH_INTERVAL);
+        loop {
+            tick.tick().await;
+            if !watched.health().running {
+                log::error!("A thread of the store died; exiting so that the supervisor restarts the aggregator.");
+                std::process::exit(EXIT_STORE_FAILED);
+            }
+        }
+    });
     let result = startup::until_signal(server.run()).await;
     // Every request has finished: stop the store's threads so its files close cleanly.
+    watchdog.abort();
     store.stop();
     result.context("HTTP server")
 }

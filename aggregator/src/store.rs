@@ -95,6 +95,11 @@ pub struct Health {
     pub writable: bool,
     /// Records stored now.
     pub stored: u64,
+    /// Every part of the backend is alive. `false` is a failure the store cannot
+    /// repair by itself (a thread of it died): the process then exits non-zero, so
+    /// that its supervisor (Docker's restart policy) starts it again, and the store
+    /// recovers from its files.
+    pub running: bool,
     /// Problems an operator should know about that do not stop the store (a damaged
     /// file moved aside, for example), as sentences.
     pub problems: Vec<String>,

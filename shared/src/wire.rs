@@ -59,6 +59,10 @@ pub struct AggregatorHealth {
     pub status: String,
     pub service: String,
     pub logs_stored: u64,
+    /// Problems of the store an operator should see (a damaged segment moved aside,
+    /// a flush that keeps failing), as sentences; absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// The error body every endpoint uses (see [`crate::http::ApiError`]).

@@ -152,6 +152,7 @@ impl Backend for Sqlite {
         Health {
             writable: self.status.writable.load(Ordering::Relaxed) && self.writer.connected(),
             stored: self.metrics.records_stored.get().max(0) as u64,
+            running: self.writer.connected() && self.readers.connected(),
             problems: Vec::new(),
         }
     }

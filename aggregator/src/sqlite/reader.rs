@@ -144,6 +144,11 @@ impl Readers {
         )
     }
 
+    /// Whether every reader is alive.
+    pub fn connected(&self) -> bool {
+        self.addrs.iter().all(Addr::connected)
+    }
+
     /// The reader with the fewest queries in hand, counted as holding one more until the
     /// returned guard is dropped.
     pub fn pick(&self) -> (&Addr<Reader>, Held) {

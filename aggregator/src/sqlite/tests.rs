@@ -354,7 +354,7 @@ async fn the_backend_feeds_commits_and_honours_deadlines() {
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
 
     let health = store.health();
-    assert!(health.writable);
+    assert!(health.writable && health.running);
     assert_eq!(health.stored, 8);
     let past = Instant::now() - Duration::from_millis(1);
     let q = LogParams::default().to_query(100, 1000).unwrap();
@@ -372,4 +372,5 @@ async fn the_backend_feeds_commits_and_honours_deadlines() {
         Err(StoreError::Unavailable("writer"))
     );
     assert!(!store.health().writable);
+    assert!(!store.health().running);
 }

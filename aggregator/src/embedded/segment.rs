@@ -1,0 +1,511 @@
+//! Immutable segments: Apache Parquet files, zstd-compressed, one row per record.
+//!
+//! `DATA_DIR/segments/<first id>-<last id>.parquet` (ids 20 digits), columns:
+//!
+//! | column | type | |
+//! |---|---|---|
+//! | `id` | int64 | the record's id (arrival order) |
+//! | `ts` | int64, timestamp µs UTC | the record's time |
+//! | `service`, `level` | string, optional, dictionary | as filtered (level upper-cased) |
+//! | `event_id` | string, optional | the sender's idempotency key |
+//! | `message` | string, optional | the text `q=` searches |
+//! | `body` | string | the record as stored: its JSON with `aggregator_received_at` |
+//!
+//! Rows are sorted by `(ts, id)` and cut into row groups of [`ROW_GROUP_ROWS`], so a
+//! time range or a page touches few of them. The footer's key-value metadata
+//! `log_aggregator.index` holds, per row group, what queries prune with: the time and
+//! id range, the record count per (service, level), and two Bloom filters, over the
+//! words of the messages and over the request ids ([`crate::embedded::index`]).
+//!
+//! A segment is written to a `.tmp` name, synced, then renamed: a file with the final
+//! name is always whole.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::column::reader::get_typed_column_reader;
+use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::reader::{ChunkReader, FileReader, Length};
+use parquet::file::serialized_reader::SerializedFileReader;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::format::KeyValue;
+use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::ColumnPath;
+
+use super::index::{GroupIndex, IdSummary, SegmentIndex, INDEX_KEY};
+use crate::record::Record;
+
+/// The directory of segments inside `DATA_DIR`.
+pub const SEGMENT_DIR: &str = "segments";
+/// Rows per row group: a page of a query decompresses about this many bodies (about
+/// 2 MiB), and the per-group filters stay selective.
+pub const ROW_GROUP_ROWS: usize = 8192;
+/// zstd level of every column.
+pub const ZSTD_LEVEL: i32 = 3;
+
+pub const COL_ID: usize = 0;
+pub const COL_TS: usize = 1;
+pub const COL_SERVICE: usize = 2;
+pub const COL_LEVEL: usize = 3;
+pub const COL_EVENT_ID: usize = 4;
+pub const COL_MESSAGE: usize = 5;
+pub const COL_BODY: usize = 6;
+
+const SCHEMA: &str = "
+message log_record {
+    required int64 id;
+    required int64 ts (TIMESTAMP(MICROS,true));
+    optional binary service (STRING);
+    optional binary level (STRING);
+    optional binary event_id (STRING);
+    optional binary message (STRING);
+    required binary body (STRING);
+}";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// The file name of the segment holding ids `first..=last`.
+pub fn file_name(first: i64, last: i64) -> String {
+    format!("{first:020}-{last:020}.parquet")
+}
+
+/// The id range a segment's file name says, if it is one.
+pub fn parse_name(name: &str) -> Option<(i64, i64)> {
+    let (a, b) = name.strip_suffix(".parquet")?.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// One record of a segment being written.
+pub struct Row<'a> {
+    pub id: i64,
+    pub record: &'a Record,
+}
+
+/// Writes a segment row group by row group (rows sorted by `(ts, id)` across calls),
+/// then its index into the footer.
+pub struct SegmentWriter {
+    path: PathBuf,
+    /// Every `event_id` written, summarised into the footer at the end.
+    event_ids: Vec<String>,
+    group_rows: usize,
+    writer: SerializedFileWriter<File>,
+    index: SegmentIndex,
+}
+
+impl SegmentWriter {
+    /// A writer of row groups of up to `group_rows` rows ([`ROW_GROUP_ROWS`] but in
+    /// tests).
+    pub fn create(path: &Path, group_rows: usize) -> Result<SegmentWriter, SegmentError> {
+        let perr = |source| SegmentError::Parquet {
+            path: path.to_owned(),
+            source,
+        };
+        let schema = Arc::new(parse_message_type(SCHEMA).map_err(perr)?);
+        let plain = |name: &str| ColumnPath::from(name);
+        let props = WriterProperties::builder()
+            .set_created_by(format!("log-aggregator {}", env!("CARGO_PKG_VERSION")))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(ZSTD_LEVEL).map_err(perr)?,
+            ))
+            .set_max_row_group_size(group_rows.max(1))
+            .set_dictionary_enabled(false)
+            .set_column_dictionary_enabled(plain("service"), true)
+            .set_column_dictionary_enabled(plain("level"), true)
+            .set_column_encoding(plain("id"), Encoding::DELTA_BINARY_PACKED)
+            .set_column_encoding(plain("ts"), Encoding::DELTA_BINARY_PACKED)
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_column_statistics_enabled(plain("ts"), EnabledStatistics::Chunk)
+            .set_column_statistics_enabled(plain("id"), EnabledStatistics::Chunk)
+            .build();
+        let file = File::create(path).map_err(|source| SegmentError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let writer = SerializedFileWriter::new(file, schema, Arc::new(props)).map_err(perr)?;
+        Ok(SegmentWriter {
+            path: path.to_owned(),
+            event_ids: Vec::new(),
+            group_rows: group_rows.max(1),
+            writer,
+            index: SegmentIndex::default(),
+        })
+    }
+
+    /// The rows of a row group.
+    pub fn group_rows(&self) -> usize {
+        self.group_rows
+    }
+
+    /// Writes one row group (at most [`Self::group_rows`] rows, following the last).
+    pub fn write_group(&mut self, group: &[Row<'_>]) -> Result<(), SegmentError> {
+        if group.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let perr = |source| SegmentError::Parquet {
+            path: path.clone(),
+            source,
+        };
+        self.index.groups.push(GroupIndex::build(group));
+        self.event_ids
+            .extend(group.iter().filter_map(|r| r.record.event_id.clone()));
+        let mut rg = self.writer.next_row_group().map_err(perr)?;
+        let mut col = 0;
+        while let Some(mut column) = rg.next_column().map_err(perr)? {
+            match col {
+                COL_ID | COL_TS => {
+                    let values: Vec<i64> = group
+                        .iter()
+                        .map(|r| if col == COL_ID { r.id } else { r.record.ts_us })
+                        .collect();
+                    column
+                        .typed::<Int64Type>()
+                        .write_batch(&values, None, None)
+                        .map_err(perr)?;
+                }
+                _ => {
+                    let mut values = Vec::with_capacity(group.len());
+                    let mut defs = Vec::with_capacity(group.len());
+                    for r in group {
+                        let s = match col {
+                            COL_SERVICE => r.record.service.as_deref(),
+                            COL_LEVEL => r.record.level.as_deref(),
+                            COL_EVENT_ID => r.record.event_id.as_deref(),
+                            COL_MESSAGE => r.record.message.as_deref(),
+                            _ => Some(r.record.body.as_str()),
+                        };
+                        match s {
+                            Some(v) => {
+                                values.push(ByteArray::from(Bytes::copy_from_slice(v.as_bytes())));
+                                defs.push(1);
+                            }
+                            None => defs.push(0),
+                        }
+                    }
+                    let defs = (col != COL_BODY).then_some(defs.as_slice());
+                    column
+                        .typed::<ByteArrayType>()
+                        .write_batch(&values, defs, None)
+                        .map_err(perr)?;
+                }
+            }
+            column.close().map_err(perr)?;
+            col += 1;
+        }
+        rg.close().map_err(perr)?;
+        Ok(())
+    }
+
+    /// Writes the footer with the index and syncs the file; returns the index.
+    pub fn finish(mut self) -> Result<SegmentIndex, SegmentError> {
+        let path = self.path.clone();
+        let perr = |source| SegmentError::Parquet {
+            path: path.clone(),
+            source,
+        };
+        self.index.ids = IdSummary::of(self.event_ids.iter().map(String::as_str));
+        self.writer
+            .append_key_value_metadata(KeyValue::new(INDEX_KEY.to_owned(), self.index.encode()));
+        let file = self.writer.into_inner().map_err(perr)?;
+        file.sync_all().map_err(|source| SegmentError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(self.index)
+    }
+}
+
+/// Writes `rows` (sorted by `(ts, id)`) to `path` and syncs it; returns its index.
+pub fn write(
+    path: &Path,
+    rows: &[Row<'_>],
+    group_rows: usize,
+) -> Result<SegmentIndex, SegmentError> {
+    let mut w = SegmentWriter::create(path, group_rows)?;
+    for group in rows.chunks(w.group_rows()) {
+        w.write_group(group)?;
+    }
+    w.finish()
+}
+
+/// A file read by position, so that readers on several threads never share a cursor
+/// (`File`'s own reader seeks a descriptor that clones share).
+pub struct PositionalFile {
+    file: Arc<File>,
+    len: u64,
+}
+
+impl Length for PositionalFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// A reader at an offset of a [`PositionalFile`].
+pub struct At {
+    file: Arc<File>,
+    pos: u64,
+}
+
+impl Read for At {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl ChunkReader for PositionalFile {
+    type T = io::BufReader<At>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(io::BufReader::with_capacity(
+            64 << 10,
+            At {
+                file: self.file.clone(),
+                pos: start,
+            },
+        ))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let mut buf = vec![0; length];
+        self.file.read_exact_at(&mut buf, start)?;
+        Ok(buf.into())
+    }
+}
+
+/// An open segment: its file, footer and index, shared by every query.
+pub struct Segment {
+    pub path: PathBuf,
+    pub first_id: i64,
+    pub last_id: i64,
+    pub index: SegmentIndex,
+    reader: SerializedFileReader<PositionalFile>,
+    pub bytes: u64,
+    /// Records per (service, level) in the whole segment, summed once at open, so that
+    /// counts cost one entry per label pair and segment.
+    pub labels: Vec<(Option<String>, Option<String>, u64)>,
+    rows: u64,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Segment({})", self.path.display())
+    }
+}
+
+impl Segment {
+    /// Opens a segment file and checks that it is whole and consistent with its name.
+    pub fn open(path: &Path) -> Result<Segment, SegmentError> {
+        let invalid = |reason: String| SegmentError::Invalid {
+            path: path.to_owned(),
+            reason,
+        };
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let (first_id, last_id) =
+            parse_name(name).ok_or_else(|| invalid("not a segment file name".to_owned()))?;
+        let file = File::open(path).map_err(|source| SegmentError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let len = file
+            .metadata()
+            .map_err(|source| SegmentError::Io {
+                path: path.to_owned(),
+                source,
+            })?
+            .len();
+        let reader = SerializedFileReader::new(PositionalFile {
+            file: Arc::new(file),
+            len,
+        })
+        .map_err(|source| SegmentError::Parquet {
+            path: path.to_owned(),
+            source,
+        })?;
+        let meta = reader.metadata();
+        let text = meta
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|k| k.key == INDEX_KEY))
+            .and_then(|k| k.value.as_deref())
+            .ok_or_else(|| invalid(format!("no {INDEX_KEY} in the footer")))?;
+        let index = SegmentIndex::decode(text).map_err(invalid)?;
+        if index.groups.len() != meta.num_row_groups() {
+            return Err(invalid(
+                "the index does not match the row groups".to_owned(),
+            ));
+        }
+        for (i, g) in index.groups.iter().enumerate() {
+            let rows = meta.row_group(i).num_rows();
+            if rows != g.rows as i64 || g.first_id < first_id || g.last_id > last_id {
+                return Err(invalid(format!("row group {i} does not match its index")));
+            }
+        }
+        let mut labels: std::collections::BTreeMap<(Option<String>, Option<String>), u64> =
+            std::collections::BTreeMap::new();
+        for g in &index.groups {
+            for (s, l, n) in &g.labels {
+                *labels.entry((s.clone(), l.clone())).or_default() += u64::from(*n);
+            }
+        }
+        let rows = index.groups.iter().map(|g| u64::from(g.rows)).sum();
+        Ok(Segment {
+            path: path.to_owned(),
+            first_id,
+            last_id,
+            index,
+            reader,
+            bytes: len,
+            labels: labels.into_iter().map(|((s, l), n)| (s, l, n)).collect(),
+            rows,
+        })
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Column `col` (int64) of row group `rg`.
+    pub fn read_i64(&self, rg: usize, col: usize) -> Result<Vec<i64>, SegmentError> {
+        let perr = |source| SegmentError::Parquet {
+            path: self.path.clone(),
+            source,
+        };
+        let rows = self.index.groups[rg].rows as usize;
+        let group = self.reader.get_row_group(rg).map_err(perr)?;
+        let mut reader =
+            get_typed_column_reader::<Int64Type>(group.get_column_reader(col).map_err(perr)?);
+        let mut values = Vec::with_capacity(rows);
+        while values.len() < rows {
+            let (n, _, _) = reader
+                .read_records(rows - values.len(), None, None, &mut values)
+                .map_err(perr)?;
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(values)
+    }
+
+    /// Column `col` (string) of row group `rg`, one entry per row.
+    pub fn read_strings(&self, rg: usize, col: usize) -> Result<Strings, SegmentError> {
+        let perr = |source| SegmentError::Parquet {
+            path: self.path.clone(),
+            source,
+        };
+        let rows = self.index.groups[rg].rows as usize;
+        let group = self.reader.get_row_group(rg).map_err(perr)?;
+        let mut reader =
+            get_typed_column_reader::<ByteArrayType>(group.get_column_reader(col).map_err(perr)?);
+        let mut values: Vec<ByteArray> = Vec::with_capacity(rows);
+        let mut defs: Vec<i16> = Vec::with_capacity(rows);
+        let optional = col != COL_BODY;
+        let mut read = 0;
+        while read < rows {
+            let (n, _, _) = reader
+                .read_records(
+                    rows - read,
+                    optional.then_some(&mut defs),
+                    None,
+                    &mut values,
+                )
+                .map_err(perr)?;
+            if n == 0 {
+                break;
+            }
+            read += n;
+        }
+        if read != rows {
+            return Err(SegmentError::Invalid {
+                path: self.path.clone(),
+                reason: format!("row group {rg} column {col} has {read} of {rows} rows"),
+            });
+        }
+        Strings::new(values, optional.then_some(defs), rows).map_err(|reason| {
+            SegmentError::Invalid {
+                path: self.path.clone(),
+                reason,
+            }
+        })
+    }
+}
+
+/// A string column of one row group, checked as UTF-8 once.
+pub struct Strings {
+    values: Vec<ByteArray>,
+    /// Row → index in `values`, or `u32::MAX` for a missing value.
+    slots: Option<Vec<u32>>,
+}
+
+impl Strings {
+    fn new(values: Vec<ByteArray>, defs: Option<Vec<i16>>, rows: usize) -> Result<Strings, String> {
+        for v in &values {
+            std::str::from_utf8(v.data()).map_err(|e| format!("a value is not UTF-8: {e}"))?;
+        }
+        let slots = match defs {
+            None => {
+                if values.len() != rows {
+                    return Err(format!("{} values for {rows} rows", values.len()));
+                }
+                None
+            }
+            Some(defs) => {
+                let mut next = 0u32;
+                let slots: Vec<u32> = defs
+                    .iter()
+                    .map(|&d| {
+                        if d > 0 {
+                            next += 1;
+                            next - 1
+                        } else {
+                            u32::MAX
+                        }
+                    })
+                    .collect();
+                if next as usize != values.len() || slots.len() != rows {
+                    return Err("definition levels do not match the values".to_owned());
+                }
+                Some(slots)
+            }
+        };
+        Ok(Strings { values, slots })
+    }
+
+    /// The value of row `i`.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let slot = match &self.slots {
+            None => i,
+            Some(s) => match s.get(i) {
+                Some(&u32::MAX) | None => return None,
+                Some(&s) => s as usize,
+            },
+        };
+        // Checked as UTF-8 in `new`.
+        self.values
+            .get(slot)
+            .and_then(|v| std::str::from_utf8(v.data()).ok())
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.values.iter().map(|v| v.len()).sum()
+    }
+}
