@@ -1,30 +1,47 @@
 #!/usr/bin/env bash
 # The project's test command. On a fresh machine it installs what the tests need
-# (Prometheus's promtool and server, from Debian's packages; pyarrow from PyPI in a
-# venv under target/), runs the whole Rust test suite, then the Docker system test
-# whenever a Docker engine answers.
+# (Prometheus's promtool and server, and python3-venv, from Debian's packages; then
+# pyarrow and schemathesis from PyPI in venvs under target/, and cargo-fuzz from
+# crates.io), runs the whole Rust test
+# suite, the aggregator's OpenAPI check (scripts/test-openapi.sh, about a minute), a
+# bounded fuzz run of every parser (scripts/fuzz.sh --ci, about 2 minutes after the
+# first build of fuzz/), then the Docker system test whenever a Docker engine answers.
 #
-#   SKIP_SYSTEM_TEST=1   run the Rust tests only
+#   SKIP_SYSTEM_TEST=1    run everything but the Docker system test
+#   REQUIRE_TEST_TOOLS=1  fail when a tool the tests need is missing, instead of saying
+#                         that the tests needing it skip (CI sets it, in .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '==> %s\n' "$*" >&2; }
+require=${REQUIRE_TEST_TOOLS:-0}
 
 if ! command -v cargo >/dev/null 2>&1; then
-  say "cargo is not installed: install a Rust toolchain (https://rustup.rs) and run this again."
-  exit 1
+    say "cargo is not installed: install a Rust toolchain (https://rustup.rs) and run this again."
+    exit 1
 fi
 
+debian_packages=()
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    say "Installing Debian's package prometheus (promtool and the server, for the metrics tests)..."
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  else
-    say "promtool/prometheus are missing and cannot be installed here (needs root and apt-get);"
-    say "the tests that need them will say that they are skipped."
-  fi
+    debian_packages+=(prometheus)
 fi
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    debian_packages+=(python3 python3-venv)
+fi
+if [[ ${#debian_packages[@]} -gt 0 ]]; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        say "Installing Debian's packages ${debian_packages[*]} (promtool and the Prometheus server for the metrics tests, python3-venv for schemathesis)..."
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends "${debian_packages[@]}" >/dev/null
+    elif [[ $require == 1 ]]; then
+        say "REQUIRE_TEST_TOOLS=1 but ${debian_packages[*]} are missing and cannot be installed here (needs root and apt-get)."
+        exit 1
+    else
+        say "${debian_packages[*]} are missing and cannot be installed here (needs root and apt-get);"
+        say "the tests that need them will say that they are skipped."
+    fi
+fi
+export REQUIRE_TEST_TOOLS=$require
 
 # The aggregator's segments are Parquet; a test reads them with pyarrow (from PyPI), in
 # a venv of its own under target/.
@@ -47,14 +64,27 @@ fi
 say "Building and running the Rust test suite (cargo test --workspace)..."
 cargo test --workspace --locked
 
-if [[ ${SKIP_SYSTEM_TEST:-0} == 1 ]]; then
-  say "SKIP_SYSTEM_TEST=1: not running the Docker system test."
-elif ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
-  say "No Docker engine answers: not running the Docker system test."
-elif [[ ! -x scripts/test-system.sh ]]; then
-  say "scripts/test-system.sh is missing: not running the Docker system test."
+if python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    say "Checking the aggregator against its OpenAPI description (scripts/test-openapi.sh)..."
+    scripts/test-openapi.sh
+elif [[ $require == 1 ]]; then
+    say "REQUIRE_TEST_TOOLS=1 but python3 with venv is missing: cannot run schemathesis."
+    exit 1
 else
-  say "A Docker engine answers: running the system test (scripts/test-system.sh)..."
-  scripts/test-system.sh
+    say "python3 with venv is missing: not running the OpenAPI check (scripts/test-openapi.sh)."
+fi
+
+say "Fuzzing every parser for a bounded time (scripts/fuzz.sh --ci)..."
+scripts/fuzz.sh --ci
+
+if [[ ${SKIP_SYSTEM_TEST:-0} == 1 ]]; then
+    say "SKIP_SYSTEM_TEST=1: not running the Docker system test."
+elif ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
+    say "No Docker engine answers: not running the Docker system test."
+elif [[ ! -x scripts/test-system.sh ]]; then
+    say "scripts/test-system.sh is missing: not running the Docker system test."
+else
+    say "A Docker engine answers: running the system test (scripts/test-system.sh)..."
+    scripts/test-system.sh
 fi
 say "All tests passed."

@@ -6,6 +6,7 @@
 use std::io::Write;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use log_aggregator::batch;
 use log_aggregator::body::{self, Format};
 use log_aggregator::record::Received;
 
@@ -38,14 +39,27 @@ fn parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("ingest_parse");
     group.throughput(Throughput::Elements(RECORDS as u64));
     group.bench_function("ndjson_1000", |b| {
-        b.iter(|| body::parse_batch(&plain, Format::Ndjson, &received).unwrap())
+        b.iter(|| batch::parse_batch(&plain, Format::Ndjson, &received).unwrap())
+    });
+    // What `POST /logs` runs: the same, with the record limit and the memory budget.
+    let gauge = prometheus::IntGauge::new("bench_budget", "unused").unwrap();
+    let budget = log_aggregator::admission::MemoryBudget::new(256 << 20, gauge);
+    group.bench_function("ndjson_1000_within_limits", |b| {
+        b.iter(|| {
+            let mut memory = budget.reservation();
+            let within = batch::Within {
+                max_records: 100_000,
+                allowance: &mut memory,
+            };
+            batch::parse_batch_within(&plain, Format::Ndjson, &received, within).unwrap()
+        })
     });
     group.bench_function("gzip_ndjson_1000", |b| {
         b.iter_batched(
             || gz.clone(),
             |gz| {
                 let raw = body::gunzip(&gz, 16 << 20).unwrap();
-                body::parse_batch(&raw, Format::Ndjson, &received).unwrap()
+                batch::parse_batch(&raw, Format::Ndjson, &received).unwrap()
             },
             BatchSize::SmallInput,
         )

@@ -1,15 +1,17 @@
-//! A `POST /logs` body turned into a batch of records, or a precise reason why not.
+//! A `POST /logs` body as bytes: its framing, its encoding, its buffer, and every
+//! reason to refuse it ([`BodyError`]); [`crate::batch`] turns it into records.
 //!
 //! Three shapes (one object, an array of objects, NDJSON), optionally gzip-compressed.
 //! The size limit holds for the decompressed body too: decompression stops one byte past
-//! the limit, so a small gzip bomb costs no more memory than an honest large body. Any
-//! bad record rejects the whole batch, so a rejected request changes nothing.
+//! the limit, so a small gzip bomb costs no more memory than an honest large body. Every
+//! buffer growth is first asked of an [`Allowance`] (the request's share of the ingest
+//! memory budget), so reading and decompressing never take memory the budget lacks.
 
+use std::fmt;
 use std::io::Read;
 
-use serde_json::value::RawValue;
-
-use crate::record::{self, Received, Record, RecordError};
+use crate::admission::Reservation;
+use crate::record::RecordError;
 
 /// How the body is framed, from its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +33,22 @@ pub enum BodyError {
     UnsupportedEncoding(String),
     #[error("request body exceeds the limit of {limit} bytes{after}", after = if *.decompressed { " once decompressed" } else { "" })]
     TooLarge { limit: usize, decompressed: bool },
+    #[error("the request holds more than {limit} records; send at most {limit} per request")]
+    TooManyRecords { limit: usize },
+    #[error("the ingest memory budget of {limit} bytes is in use by other requests; retry later")]
+    OverBudget { limit: usize },
     #[error("cannot read the request body: {0}")]
     Read(String),
+    #[error("the request body did not arrive within {timeout} (BODY_READ_TIMEOUT)")]
+    ReadTimeout { timeout: String },
     #[error("invalid gzip body: {0}")]
     Gzip(String),
+    #[error("the request body is empty: send a JSON object, an array of objects, or one object per line")]
+    Empty,
+    #[error("the request body is an empty array: send at least one record")]
+    EmptyArray,
+    #[error("{at}empty object: a record needs at least one field")]
+    EmptyObject { at: Position },
     #[error("request body is not valid UTF-8 (line {line})")]
     Utf8 { line: usize },
     #[error("line {line}: {error}")]
@@ -45,6 +59,24 @@ pub enum BodyError {
     Body(RecordError),
 }
 
+/// Where in a body a record was, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    Whole,
+    Line(usize),
+    Element(usize),
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Whole => Ok(()),
+            Position::Line(n) => write!(f, "line {n}: "),
+            Position::Element(i) => write!(f, "array element {i}: "),
+        }
+    }
+}
+
 impl BodyError {
     /// A short, fixed label for the rejected-requests metric.
     pub fn reason(&self) -> &'static str {
@@ -52,12 +84,46 @@ impl BodyError {
             BodyError::UnsupportedType(_) => "content_type",
             BodyError::UnsupportedEncoding(_) => "content_encoding",
             BodyError::TooLarge { .. } => "too_large",
+            BodyError::TooManyRecords { .. } => "too_many_records",
+            BodyError::OverBudget { .. } => "memory_budget",
             BodyError::Read(_) => "read",
+            BodyError::ReadTimeout { .. } => "read_timeout",
             BodyError::Gzip(_) => "gzip",
+            BodyError::Empty | BodyError::EmptyArray | BodyError::EmptyObject { .. } => "empty",
             BodyError::Utf8 { .. } => "utf8",
             BodyError::Line { .. } | BodyError::Element { .. } | BodyError::Body(_) => "json",
         }
     }
+}
+
+/// Memory a body may still take, asked before each allocation that grows with it.
+pub trait Allowance {
+    fn take(&mut self, bytes: usize) -> Result<(), BodyError>;
+    /// Returns bytes taken but not kept (an upper bound once the real size is known).
+    fn give_back(&mut self, bytes: usize);
+}
+
+impl Allowance for Reservation {
+    fn take(&mut self, bytes: usize) -> Result<(), BodyError> {
+        self.grow(bytes)
+            .map_err(|e| BodyError::OverBudget { limit: e.limit })
+    }
+
+    fn give_back(&mut self, bytes: usize) {
+        self.shrink(bytes);
+    }
+}
+
+/// No budget: for tools, tests and benchmarks that parse a body on their own.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unmetered;
+
+impl Allowance for Unmetered {
+    fn take(&mut self, _: usize) -> Result<(), BodyError> {
+        Ok(())
+    }
+
+    fn give_back(&mut self, _: usize) {}
 }
 
 /// The framing of a `Content-Type` value; a missing header is refused too.
@@ -92,94 +158,67 @@ pub fn is_gzip(content_encoding: Option<&str>) -> Result<bool, BodyError> {
     }
 }
 
+/// The first buffer a growing body gets; it doubles from there.
+pub const FIRST_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Makes room in `buf` for `more` bytes, doubling its capacity up to `limit` and asking
+/// `allowance` for every byte of capacity added.
+pub fn make_room(
+    buf: &mut Vec<u8>,
+    more: usize,
+    limit: usize,
+    allowance: &mut dyn Allowance,
+) -> Result<(), BodyError> {
+    let needed = buf.len().saturating_add(more);
+    if needed <= buf.capacity() {
+        return Ok(());
+    }
+    let target = needed
+        .max(buf.capacity().saturating_mul(2))
+        .max(FIRST_BUFFER_BYTES)
+        .min(limit.max(needed));
+    allowance.take(target - buf.capacity())?;
+    buf.reserve_exact(target - buf.len());
+    Ok(())
+}
+
 /// Decompresses a gzip body (several members allowed), refusing more than `limit` bytes.
 pub fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
-    flate2::read::MultiGzDecoder::new(compressed)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| BodyError::Gzip(e.to_string()))?;
-    if out.len() > limit {
-        return Err(BodyError::TooLarge {
-            limit,
-            decompressed: true,
-        });
-    }
-    Ok(out)
+    gunzip_within(compressed, limit, &mut Unmetered)
 }
 
-/// Parses a whole (decompressed) body into records, all or nothing.
-pub fn parse_batch(
-    body: &[u8],
-    format: Format,
-    received: &Received,
-) -> Result<Vec<Record>, BodyError> {
-    let text = std::str::from_utf8(body).map_err(|e| BodyError::Utf8 {
-        line: 1 + body[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count(),
-    })?;
-    match format {
-        Format::Ndjson => parse_ndjson(text, received),
-        Format::Json => parse_json(text, received),
-    }
-}
-
-fn parse_ndjson(text: &str, received: &Received) -> Result<Vec<Record>, BodyError> {
-    // A line of a typical record is about 200 bytes; a close guess avoids regrowth.
-    let mut records = Vec::with_capacity(text.len() / 160 + 1);
-    for (index, line) in text.split('\n').enumerate() {
-        if line.trim().is_empty() {
-            continue;
+/// [`gunzip`], asking `allowance` for the decompressed buffer as it grows.
+pub fn gunzip_within(
+    compressed: &[u8],
+    limit: usize,
+    allowance: &mut dyn Allowance,
+) -> Result<Vec<u8>, BodyError> {
+    let mut out = Vec::new();
+    let mut decoder = flate2::read::MultiGzDecoder::new(compressed).take(limit as u64 + 1);
+    loop {
+        // One byte past the limit is read to tell "exactly the limit" from "more".
+        make_room(&mut out, 1, limit + 1, allowance)?;
+        let spare = out.capacity() - out.len();
+        let n = (&mut decoder)
+            .take(spare as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| BodyError::Gzip(e.to_string()))?;
+        if out.len() > limit {
+            return Err(BodyError::TooLarge {
+                limit,
+                decompressed: true,
+            });
         }
-        let record = record::parse(line, received).map_err(|error| BodyError::Line {
-            line: index + 1,
-            error: within_line(error),
-        })?;
-        records.push(record);
+        if n < spare {
+            return Ok(out);
+        }
     }
-    Ok(records)
-}
-
-/// serde_json places an error at `line 1 column N` of the one line it was given; the
-/// line number that matters is the body's, so only the column is kept.
-fn within_line(error: RecordError) -> RecordError {
-    match error {
-        RecordError::Json(msg) => match msg.rsplit_once(" at line 1 column ") {
-            Some((what, column)) => RecordError::Json(format!("{what} at column {column}")),
-            None => RecordError::Json(msg),
-        },
-        other => other,
-    }
-}
-
-fn parse_json(text: &str, received: &Received) -> Result<Vec<Record>, BodyError> {
-    let trimmed = text.trim_start();
-    if !trimmed.starts_with('[') {
-        return record::parse(text, received)
-            .map(|r| vec![r])
-            .map_err(BodyError::Body);
-    }
-    let elements: Vec<&RawValue> = serde_json::from_str(text)
-        .map_err(|e| BodyError::Body(RecordError::Json(e.to_string())))?;
-    elements
-        .iter()
-        .enumerate()
-        .map(|(index, raw)| {
-            record::parse(raw.get(), received).map_err(|error| BodyError::Element { index, error })
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
-
-    fn received() -> Received {
-        Received::now()
-    }
 
     fn gzip(data: &[u8]) -> Vec<u8> {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -208,43 +247,51 @@ mod tests {
         assert!(is_gzip(Some("br")).is_err());
     }
 
-    #[test]
-    fn three_shapes() {
-        let r = received();
-        assert_eq!(
-            parse_batch(br#"{"a":1}"#, Format::Json, &r).unwrap().len(),
-            1
-        );
-        assert_eq!(
-            parse_batch(b"[{\"a\":1},\n {\"b\":2}]", Format::Json, &r)
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(parse_batch(b"[]", Format::Json, &r).unwrap().len(), 0);
-        let nd = b"{\"a\":1}\r\n\n{\"b\":2}\n";
-        assert_eq!(parse_batch(nd, Format::Ndjson, &r).unwrap().len(), 2);
-        assert_eq!(parse_batch(b"", Format::Ndjson, &r).unwrap().len(), 0);
+    /// An allowance that grants up to a fixed number of bytes, and says how many it gave.
+    struct Capped {
+        left: usize,
+        given: usize,
+    }
+
+    impl Allowance for Capped {
+        fn take(&mut self, bytes: usize) -> Result<(), BodyError> {
+            if bytes > self.left {
+                return Err(BodyError::OverBudget { limit: 0 });
+            }
+            self.left -= bytes;
+            self.given += bytes;
+            Ok(())
+        }
+
+        fn give_back(&mut self, bytes: usize) {
+            self.left += bytes;
+            self.given -= bytes;
+        }
     }
 
     #[test]
-    fn errors_name_the_line_or_element() {
-        let r = received();
-        let err = parse_batch(b"{\"a\":1}\n\n{\"b\":\n", Format::Ndjson, &r).unwrap_err();
-        assert!(matches!(err, BodyError::Line { line: 3, .. }), "{err}");
-        assert_eq!(
-            err.to_string(),
-            "line 3: invalid JSON: EOF while parsing a value at column 5"
+    fn gzip_asks_for_what_it_decompresses() {
+        let data = b"{\"a\":1}\n".repeat(100_000);
+        let mut allowance = Capped {
+            left: usize::MAX,
+            given: 0,
+        };
+        let out = gunzip_within(&gzip(&data), 1 << 20, &mut allowance).unwrap();
+        assert_eq!(out, data);
+        assert!(
+            allowance.given >= out.capacity(),
+            "{} < {}",
+            allowance.given,
+            out.capacity()
         );
-        let err = parse_batch(b"[{\"a\":1}, 5]", Format::Json, &r).unwrap_err();
+        let mut small = Capped {
+            left: 100_000,
+            given: 0,
+        };
         assert_eq!(
-            err.to_string(),
-            "array element 1: expected a JSON object, found a number"
+            gunzip_within(&gzip(&data), 1 << 20, &mut small),
+            Err(BodyError::OverBudget { limit: 0 })
         );
-        let err = parse_batch(b"{\"a\":1}\n{\"b\":\xff}", Format::Ndjson, &r).unwrap_err();
-        assert_eq!(err, BodyError::Utf8 { line: 2 });
-        assert!(parse_batch(b"", Format::Json, &r).is_err());
-        assert!(parse_batch(b"{\"a\":1}\n{\"b\":2}", Format::Json, &r).is_err());
     }
 
     #[test]

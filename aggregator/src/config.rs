@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use shared::config::{ConfigErrors, Reader, Source};
+use shared::startup::Settings;
 
 pub const LISTEN_ADDR: &str = "LISTEN_ADDR";
 pub const DATA_DIR: &str = "DATA_DIR";
@@ -21,6 +22,15 @@ pub const SYNC_MODE: &str = "SYNC_MODE";
 pub const READER_THREADS: &str = "READER_THREADS";
 pub const WORKERS: &str = "WORKERS";
 pub const SHUTDOWN_GRACE: &str = "SHUTDOWN_GRACE";
+pub const MAX_RECORDS_PER_REQUEST: &str = "MAX_RECORDS_PER_REQUEST";
+pub const BODY_READ_TIMEOUT: &str = "BODY_READ_TIMEOUT";
+pub const INGEST_MAX_REQUESTS: &str = "INGEST_MAX_REQUESTS";
+pub const INGEST_MAX_REQUESTS_PER_CLIENT: &str = "INGEST_MAX_REQUESTS_PER_CLIENT";
+pub const INGEST_MEMORY_BUDGET: &str = "INGEST_MEMORY_BUDGET";
+pub const INGEST_SLOTS: &str = "INGEST_SLOTS";
+pub const QUERY_TIMEOUT: &str = "QUERY_TIMEOUT";
+pub const QUERY_MAX_TERMS: &str = "QUERY_MAX_TERMS";
+pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
 pub const STORE: &str = "STORE";
 pub const FLUSH_RECORDS: &str = "FLUSH_RECORDS";
 
@@ -39,6 +49,23 @@ pub const PAGE_SIZE_CEILING: usize = 10_000;
 pub const DEFAULT_READER_THREADS: usize = 2;
 pub const DEFAULT_WORKERS: usize = 2;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// A sidecar sends at most 5,000 records per batch; 100,000 leaves room for other
+/// senders while keeping one request's records a bounded amount of memory.
+pub const DEFAULT_MAX_RECORDS_PER_REQUEST: usize = 100_000;
+/// A whole body of `MAX_BODY_BYTES` (16 MiB) arrives in that time at 560 KB/s.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_INGEST_MAX_REQUESTS: usize = 64;
+/// Three local sidecars with two batches in flight each, from one address, fit well.
+pub const DEFAULT_INGEST_MAX_REQUESTS_PER_CLIENT: usize = 16;
+/// With the connection buffers (`MAX_CONNECTIONS` × 64 KiB), ingest in flight stays
+/// under 512 MiB; see docs/log-aggregator.md, "Memory".
+pub const DEFAULT_INGEST_MEMORY_BUDGET: u64 = 256 << 20;
+pub const DEFAULT_INGEST_SLOTS: usize = 16;
+/// The text search's p99 is tens of milliseconds on a million records; a query that
+/// takes 10 s is one to narrow, not to wait for.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_QUERY_MAX_TERMS: usize = 16;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// The settings help text, shown by `--help`.
 pub const SETTINGS_HELP: &str = "    LISTEN_ADDR            address to serve on (0.0.0.0:8080)
@@ -60,6 +87,17 @@ pub const SETTINGS_HELP: &str = "    LISTEN_ADDR            address to serve on 
     READER_THREADS         threads answering queries, each with its own connection (2)
     WORKERS                HTTP worker threads (2)
     SHUTDOWN_GRACE         time allowed to finish requests on SIGTERM (30s)
+    MAX_RECORDS_PER_REQUEST  records one POST /logs may hold; more is a 413 (100000)
+    BODY_READ_TIMEOUT      time a request body may take to arrive; then 408 (30s)
+    INGEST_MAX_REQUESTS    POST /logs under way at once, bodies being read included;
+                           more is a 503 (64)
+    INGEST_MAX_REQUESTS_PER_CLIENT  the same from one client address; more is a 429 (16)
+    INGEST_MEMORY_BUDGET   memory of all ingest requests together: bodies, decompressed
+                           bodies and parsed records; past it a 503 (256MiB)
+    INGEST_SLOTS           read bodies decoded, parsed and stored at once (16)
+    QUERY_TIMEOUT          time a query may take; then a 503 naming it (10s)
+    QUERY_MAX_TERMS        words a q= search may have once repeats are folded (16)
+    MAX_CONNECTIONS        open connections at once, all workers together (1024)
     RUST_LOG               log filter (info)
 ";
 
@@ -132,6 +170,27 @@ pub struct AggregatorConfig {
     pub reader_threads: usize,
     pub workers: usize,
     pub shutdown_grace: Duration,
+    pub limits: Limits,
+}
+
+/// What one client may use of the aggregator, each a setting with a safe default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_records_per_request: usize,
+    pub body_read_timeout: Duration,
+    pub ingest_max_requests: usize,
+    pub ingest_max_requests_per_client: usize,
+    pub ingest_memory_budget_bytes: usize,
+    pub ingest_slots: usize,
+    pub query_timeout: Duration,
+    pub query_max_terms: usize,
+    pub max_connections: usize,
+}
+
+impl Settings for AggregatorConfig {
+    fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
 }
 
 impl AggregatorConfig {
@@ -180,6 +239,7 @@ impl AggregatorConfig {
                 format!("must not exceed PAGE_SIZE_MAX ({page_size_max})"),
             );
         }
+        let limits = read_limits(&mut r, max_body);
         let config = AggregatorConfig {
             listen,
             store: r.parse(STORE, StoreKind::Embedded),
@@ -202,9 +262,68 @@ impl AggregatorConfig {
             reader_threads: r.bounded(READER_THREADS, DEFAULT_READER_THREADS, 1..=64),
             workers: r.bounded(WORKERS, DEFAULT_WORKERS, 1..=256),
             shutdown_grace: r.duration(SHUTDOWN_GRACE, DEFAULT_SHUTDOWN_GRACE),
+            limits,
         };
         r.finish()?;
         Ok(config)
+    }
+}
+
+fn read_limits(r: &mut Reader<'_>, max_body: u64) -> Limits {
+    let max_records_per_request = r.bounded(
+        MAX_RECORDS_PER_REQUEST,
+        DEFAULT_MAX_RECORDS_PER_REQUEST,
+        1..=10_000_000,
+    );
+    let body_read_timeout = r.duration(BODY_READ_TIMEOUT, DEFAULT_BODY_READ_TIMEOUT);
+    if body_read_timeout < Duration::from_millis(10) {
+        r.fail(
+            BODY_READ_TIMEOUT,
+            &format!("{body_read_timeout:?}"),
+            "must be at least 10ms",
+        );
+    }
+    let ingest_max_requests =
+        r.bounded(INGEST_MAX_REQUESTS, DEFAULT_INGEST_MAX_REQUESTS, 1..=65_536);
+    let ingest_max_requests_per_client = r.bounded(
+        INGEST_MAX_REQUESTS_PER_CLIENT,
+        DEFAULT_INGEST_MAX_REQUESTS_PER_CLIENT.min(ingest_max_requests),
+        1..=65_536,
+    );
+    if ingest_max_requests_per_client > ingest_max_requests {
+        r.fail(
+            INGEST_MAX_REQUESTS_PER_CLIENT,
+            &ingest_max_requests_per_client.to_string(),
+            format!("must not exceed INGEST_MAX_REQUESTS ({ingest_max_requests})"),
+        );
+    }
+    let budget = r.bytes(INGEST_MEMORY_BUDGET, DEFAULT_INGEST_MEMORY_BUDGET);
+    // A body of the largest size must fit, with room for its records.
+    if budget < max_body.saturating_mul(2) {
+        r.fail(
+            INGEST_MEMORY_BUDGET,
+            &budget.to_string(),
+            format!("must be at least twice MAX_BODY_BYTES ({max_body})"),
+        );
+    }
+    let query_timeout = r.duration(QUERY_TIMEOUT, DEFAULT_QUERY_TIMEOUT);
+    if query_timeout < Duration::from_millis(10) {
+        r.fail(
+            QUERY_TIMEOUT,
+            &format!("{query_timeout:?}"),
+            "must be at least 10ms",
+        );
+    }
+    Limits {
+        max_records_per_request,
+        body_read_timeout,
+        ingest_max_requests,
+        ingest_max_requests_per_client,
+        ingest_memory_budget_bytes: usize::try_from(budget).unwrap_or(usize::MAX),
+        ingest_slots: r.bounded(INGEST_SLOTS, DEFAULT_INGEST_SLOTS, 1..=4096),
+        query_timeout,
+        query_max_terms: r.bounded(QUERY_MAX_TERMS, DEFAULT_QUERY_MAX_TERMS, 1..=256),
+        max_connections: r.bounded(MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS, 1..=1_000_000),
     }
 }
 
@@ -225,6 +344,35 @@ mod tests {
         assert_eq!(c.page_size_default, 100);
         assert_eq!(c.page_size_max, 1000);
         assert_eq!(c.sync_mode, SyncMode::Normal);
+        assert_eq!(c.limits.max_records_per_request, 100_000);
+        assert_eq!(c.limits.ingest_memory_budget_bytes, 256 << 20);
+        assert_eq!(c.limits.query_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn limits_that_cannot_work_are_named() {
+        let env: HashMap<&str, &str> = [
+            ("INGEST_MAX_REQUESTS", "4"),
+            ("INGEST_MAX_REQUESTS_PER_CLIENT", "8"),
+            ("INGEST_MEMORY_BUDGET", "20MiB"),
+            ("QUERY_TIMEOUT", "1ms"),
+            ("MAX_RECORDS_PER_REQUEST", "0"),
+        ]
+        .into();
+        let errors = AggregatorConfig::from_env(&env).unwrap_err();
+        let vars: Vec<_> = errors.0.iter().map(|e| e.var.as_str()).collect();
+        assert_eq!(
+            vars,
+            [
+                "MAX_RECORDS_PER_REQUEST",
+                "INGEST_MAX_REQUESTS_PER_CLIENT",
+                "INGEST_MEMORY_BUDGET",
+                "QUERY_TIMEOUT"
+            ]
+        );
+        let env: HashMap<&str, &str> = [("INGEST_MAX_REQUESTS", "4")].into();
+        let c = AggregatorConfig::from_env(&env).unwrap();
+        assert_eq!(c.limits.ingest_max_requests_per_client, 4);
     }
 
     #[test]

@@ -14,6 +14,14 @@ pub const REASON_UNAUTHORIZED: &str = "unauthorized";
 pub const REASON_BAD_QUERY: &str = "bad_query";
 pub const REASON_UNAVAILABLE: &str = "unavailable";
 pub const REASON_STORE: &str = "store_error";
+/// A method the path does not answer (405).
+pub const REASON_METHOD: &str = "method_not_allowed";
+/// `INGEST_MAX_REQUESTS` ingest requests were under way (503).
+pub const REASON_BUSY: &str = "too_many_requests";
+/// The client had `INGEST_MAX_REQUESTS_PER_CLIENT` ingest requests under way (429).
+pub const REASON_CLIENT_BUSY: &str = "client_too_many_requests";
+/// A query ran past `QUERY_TIMEOUT` (503).
+pub const REASON_QUERY_TIMEOUT: &str = "query_timeout";
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -25,6 +33,8 @@ pub struct Metrics {
     pub records_stored: IntGauge,
     pub records_pruned: IntCounter,
     pub query_duration: HistogramVec,
+    pub ingest_memory: IntGauge,
+    pub ingest_requests: IntGauge,
 }
 
 impl Metrics {
@@ -81,6 +91,14 @@ impl Metrics {
                 ]),
                 &["kind"],
             )?,
+            ingest_memory: IntGauge::new(
+                "aggregator_ingest_memory_bytes",
+                "Bytes of the ingest memory budget held by requests under way (bodies and parsed records).",
+            )?,
+            ingest_requests: IntGauge::new(
+                "aggregator_ingest_requests",
+                "POST /logs requests under way, bodies being read included.",
+            )?,
         };
         registry.register(Box::new(m.records_ingested.clone()))?;
         registry.register(Box::new(m.records_duplicate.clone()))?;
@@ -90,6 +108,8 @@ impl Metrics {
         registry.register(Box::new(m.records_stored.clone()))?;
         registry.register(Box::new(m.records_pruned.clone()))?;
         registry.register(Box::new(m.query_duration.clone()))?;
+        registry.register(Box::new(m.ingest_memory.clone()))?;
+        registry.register(Box::new(m.ingest_requests.clone()))?;
         Ok(m)
     }
 

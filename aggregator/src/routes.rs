@@ -1,34 +1,37 @@
 //! The HTTP endpoints. Handlers check the request, then ask the store through its one
 //! interface ([`Store`]) and shape the answer; they never learn what backend it is.
+//! `POST /logs` lives in [`crate::ingest`].
+//!
+//! [`endpoints`] is the one list of what the server answers: [`routes`] registers it
+//! (a wrong method on a known path is a 405 with `Allow`), and a test checks it against
+//! the OpenAPI description served at `/openapi.json`. A new endpoint is one line here
+//! and one path in `openapi.json`.
 
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use futures_util::StreamExt;
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError, Route};
 use serde_json::json;
-use shared::http::ApiError;
-use shared::wire::{AggregatorHealth, ClearResponse, IngestResponse, LogCount};
+use shared::http::{self, ApiError};
+use shared::wire::{AggregatorHealth, ClearResponse, LogCount};
 use tokio::sync::Semaphore;
 
+use crate::admission::{Admission, MemoryBudget};
 use crate::auth::{self, AuthError};
-use crate::body::{self, BodyError};
+use crate::config::Limits;
+use crate::ingest::post_logs;
 use crate::metrics::{self, Metrics};
 use crate::page;
 use crate::query::{Cursor, LogParams};
-use crate::record::Received;
 use crate::store::{Store, StoreError};
 
 /// The program's name, as `/health` reports it.
 pub const SERVICE: &str = "log-aggregator";
-/// Bodies being read or parsed at once; bounds ingest memory to about this many times
-/// the body limit (twice that for gzip).
-pub const INGEST_SLOTS: usize = 16;
-/// How long a request may wait for an ingest slot before it is told to retry.
-pub const INGEST_SLOT_WAIT: Duration = Duration::from_secs(30);
-/// How long the store may work on one read before it stops it.
-pub const QUERY_TIME_LIMIT: Duration = Duration::from_secs(30);
+/// The OpenAPI 3 description of every endpoint, served at `GET /openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// What every handler shares.
 pub struct State {
@@ -38,23 +41,120 @@ pub struct State {
     pub max_body_bytes: usize,
     pub page_size_default: usize,
     pub page_size_max: usize,
-    pub ingest_slots: Semaphore,
+    pub limits: Limits,
+    /// `POST /logs` under way, overall and per client.
+    pub admission: Arc<Admission>,
+    /// Memory all `POST /logs` together may hold.
+    pub budget: Arc<MemoryBudget>,
+    /// Read bodies being decoded, parsed and stored at once.
+    pub ingest_slots: Arc<Semaphore>,
 }
 
+impl State {
+    /// The shared state of a server with these settings.
+    pub fn new(store: Store, metrics: Metrics, config: &crate::config::AggregatorConfig) -> State {
+        let limits = config.limits.clone();
+        State {
+            store,
+            metrics: metrics.clone(),
+            token: config.token.clone(),
+            max_body_bytes: config.max_body_bytes,
+            page_size_default: config.page_size_default,
+            page_size_max: config.page_size_max,
+            admission: Admission::new(
+                limits.ingest_max_requests,
+                limits.ingest_max_requests_per_client,
+                metrics.ingest_requests.clone(),
+            ),
+            budget: MemoryBudget::new(
+                limits.ingest_memory_budget_bytes,
+                metrics.ingest_memory.clone(),
+            ),
+            ingest_slots: Arc::new(Semaphore::new(limits.ingest_slots)),
+            limits,
+        }
+    }
+}
+
+/// One endpoint: its path, its method, and the handler that answers it.
+pub struct Endpoint {
+    pub path: &'static str,
+    pub method: Method,
+    pub route: Route,
+}
+
+fn endpoint(path: &'static str, method: Method, route: Route) -> Endpoint {
+    Endpoint {
+        path,
+        method,
+        route,
+    }
+}
+
+/// Every endpoint the server answers, in the order of the OpenAPI description.
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        endpoint("/", Method::GET, web::get().to(index)),
+        endpoint("/health", Method::GET, web::get().to(health)),
+        endpoint(
+            "/metrics",
+            Method::GET,
+            web::get().to(http::metrics_endpoint),
+        ),
+        endpoint("/openapi.json", Method::GET, web::get().to(openapi)),
+        endpoint("/logs", Method::POST, web::post().to(post_logs)),
+        endpoint("/logs", Method::GET, web::get().to(get_logs)),
+        endpoint("/logs/count", Method::GET, web::get().to(count)),
+        endpoint("/logs/clear", Method::POST, web::post().to(clear)),
+    ]
+}
+
+/// Registers [`endpoints`], one resource per path, each answering its other methods
+/// with 405 and `Allow`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index))
-        .route("/health", web::get().to(health))
-        .route("/logs", web::post().to(post_logs))
-        .route("/logs", web::get().to(get_logs))
-        .route("/logs/count", web::get().to(count))
-        .route("/logs/clear", web::post().to(clear));
+    let mut paths: Vec<(&'static str, Vec<Method>, Vec<Route>)> = Vec::new();
+    for e in endpoints() {
+        match paths.iter_mut().find(|(p, _, _)| *p == e.path) {
+            Some((_, methods, routes)) => {
+                methods.push(e.method);
+                routes.push(e.route);
+            }
+            None => paths.push((e.path, vec![e.method], vec![e.route])),
+        }
+    }
+    for (path, methods, routes) in paths {
+        let allow = methods
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let resource = routes
+            .into_iter()
+            .fold(web::resource(path), |r, route| r.route(route))
+            .default_service(web::to(move |req: HttpRequest, state: web::Data<State>| {
+                state.metrics.reject(metrics::REASON_METHOD);
+                let res = http::method_not_allowed(&req, &allow);
+                async move { res }
+            }));
+        cfg.service(resource);
+    }
 }
 
-/// A refused request: the JSON error, plus the challenge header of a 401.
+/// A refused request: the JSON error, plus the challenge header of a 401 or the
+/// `Retry-After` of a 429 or 503.
 #[derive(Debug)]
 pub struct Refusal {
     error: ApiError,
     challenge: Option<&'static str>,
+    retry_after_s: Option<u32>,
+}
+
+impl Refusal {
+    /// Tells the client when to try again.
+    pub fn retry_after(mut self, seconds: u32) -> Refusal {
+        self.retry_after_s = Some(seconds);
+        self
+    }
 }
 
 impl From<ApiError> for Refusal {
@@ -62,6 +162,7 @@ impl From<ApiError> for Refusal {
         Refusal {
             error,
             challenge: None,
+            retry_after_s: None,
         }
     }
 }
@@ -85,19 +186,34 @@ impl ResponseError for Refusal {
                 HeaderValue::from_static(challenge),
             );
         }
+        if let Some(seconds) = self.retry_after_s {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         res
     }
 }
 
-type Answer = Result<HttpResponse, Refusal>;
+pub type Answer = Result<HttpResponse, Refusal>;
+
+/// The deadline passed before the answer came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
+/// Waits for `answer` until `deadline`, then stops waiting.
+pub async fn until<T>(deadline: Instant, answer: impl Future<Output = T>) -> Result<T, TimedOut> {
+    tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), answer)
+        .await
+        .map_err(|_| TimedOut)
+}
 
 impl State {
-    fn reject(&self, reason: &str, error: ApiError) -> Refusal {
+    pub fn reject(&self, reason: &str, error: ApiError) -> Refusal {
         self.metrics.reject(reason);
         error.into()
     }
 
-    fn authorize(&self, req: &HttpRequest) -> Result<(), Refusal> {
+    pub fn authorize(&self, req: &HttpRequest) -> Result<(), Refusal> {
         auth::check(req.headers(), self.token.as_deref()).map_err(|e| {
             self.metrics.reject(metrics::REASON_UNAUTHORIZED);
             Refusal {
@@ -106,23 +222,35 @@ impl State {
                     AuthError::Missing => "Bearer",
                     AuthError::Wrong => "Bearer error=\"invalid_token\"",
                 }),
+                retry_after_s: None,
             }
         })
     }
 
-    fn unavailable(&self, what: &str) -> Refusal {
+    pub fn unavailable(&self, what: &str) -> Refusal {
         self.reject(
             metrics::REASON_UNAVAILABLE,
             ApiError::unavailable(format!("the {what} is not running; retry later")),
         )
+        .retry_after(1)
     }
 
-    fn store_failed(&self, e: StoreError) -> Refusal {
+    fn query_timed_out(&self) -> Refusal {
+        let limit = self.limits.query_timeout;
+        self.reject(
+            metrics::REASON_QUERY_TIMEOUT,
+            ApiError::unavailable(format!(
+                "the query did not finish within {} (QUERY_TIMEOUT); narrow it with service, level, since and until, or fewer words in q",
+                shared::config::format_duration(limit)
+            ))
+            .with("timeout_ms", limit.as_millis() as u64),
+        )
+    }
+
+    pub fn store_failed(&self, e: StoreError) -> Refusal {
         match e {
             StoreError::Unavailable(what) => self.unavailable(&format!("store {what}")),
-            StoreError::Timeout(_) => {
-                self.reject(metrics::REASON_STORE, ApiError::unavailable(e.to_string()))
-            }
+            StoreError::Timeout(_) => self.query_timed_out(),
             StoreError::Failed(_) => {
                 log::error!(error = e.to_string().as_str(); "A store operation failed.");
                 self.reject(
@@ -132,81 +260,6 @@ impl State {
             }
         }
     }
-}
-
-fn body_error(state: &State, e: BodyError) -> Refusal {
-    let status = match e {
-        BodyError::UnsupportedType(_) | BodyError::UnsupportedEncoding(_) => {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        }
-        BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    state.reject(e.reason(), ApiError::new(status, e.to_string()))
-}
-
-fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
-    req.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap_or("(not text)"))
-}
-
-/// `POST /logs`: answered only after the batch is committed.
-async fn post_logs(req: HttpRequest, payload: web::Payload, state: web::Data<State>) -> Answer {
-    ingest(req, payload, &state).await
-}
-
-async fn ingest(req: HttpRequest, mut payload: web::Payload, state: &State) -> Answer {
-    state.authorize(&req)?;
-    let format = body::format_of(header_str(&req, header::CONTENT_TYPE))
-        .map_err(|e| body_error(state, e))?;
-    let gzip = body::is_gzip(header_str(&req, header::CONTENT_ENCODING))
-        .map_err(|e| body_error(state, e))?;
-    let limit = state.max_body_bytes;
-    let too_large = BodyError::TooLarge {
-        limit,
-        decompressed: false,
-    };
-    let declared = header_str(&req, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(body_error(state, too_large));
-    }
-    let _slot = match tokio::time::timeout(INGEST_SLOT_WAIT, state.ingest_slots.acquire()).await {
-        Ok(Ok(permit)) => permit,
-        _ => return Err(state.unavailable("ingest queue")),
-    };
-    let mut raw = web::BytesMut::with_capacity(declared.map_or(64 * 1024, |n| n as usize));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| body_error(state, BodyError::Read(e.to_string())))?;
-        if raw.len() + chunk.len() > limit {
-            return Err(body_error(state, too_large));
-        }
-        raw.extend_from_slice(&chunk);
-    }
-    let decoded;
-    let bytes: &[u8] = if gzip {
-        decoded = body::gunzip(&raw, limit).map_err(|e| body_error(state, e))?;
-        &decoded
-    } else {
-        &raw
-    };
-    let records =
-        body::parse_batch(bytes, format, &Received::now()).map_err(|e| body_error(state, e))?;
-    drop(raw);
-    let count = records.len();
-    let done = state
-        .store
-        .ingest(records)
-        .await
-        .map_err(|e| state.store_failed(e))?;
-    state.metrics.records_ingested.inc_by(done.stored);
-    state.metrics.records_duplicate.inc_by(done.duplicates);
-    state.metrics.batch_records.observe(count as f64);
-    Ok(HttpResponse::Ok().json(IngestResponse {
-        status: "success".to_owned(),
-        accepted: done.stored,
-        duplicates: done.duplicates,
-    }))
 }
 
 /// `GET /logs`: one page, newest first unless `order=asc`.
@@ -223,7 +276,11 @@ async fn logs_page(req: HttpRequest, state: &State) -> Answer {
         )
     })?;
     let query = params
-        .to_query(state.page_size_default, state.page_size_max)
+        .to_query_within(
+            state.page_size_default,
+            state.page_size_max,
+            state.limits.query_max_terms,
+        )
         .map_err(|e| {
             state.reject(
                 metrics::REASON_BAD_QUERY,
@@ -231,11 +288,14 @@ async fn logs_page(req: HttpRequest, state: &State) -> Answer {
             )
         })?;
     let order = query.order;
-    let page = state
-        .store
-        .query(query, Instant::now() + QUERY_TIME_LIMIT)
-        .await
-        .map_err(|e| state.store_failed(e))?;
+    // The store stops the work at the deadline; the wait stops there too, whatever the
+    // backend does.
+    let deadline = Instant::now() + state.limits.query_timeout;
+    let page = match until(deadline, state.store.query(query, deadline)).await {
+        Ok(Ok(page)) => page,
+        Ok(Err(e)) => return Err(state.store_failed(e)),
+        Err(TimedOut) => return Err(state.query_timed_out()),
+    };
     // The stored texts are JSON already: the page is assembled, not re-serialised.
     let size: usize = page.logs.iter().map(|l| l.len() + 1).sum();
     let mut out = String::with_capacity(size + 96);
@@ -265,16 +325,16 @@ async fn logs_page(req: HttpRequest, state: &State) -> Answer {
 /// `GET /logs/count`.
 async fn count(req: HttpRequest, state: web::Data<State>) -> Answer {
     state.authorize(&req)?;
-    let c = state
-        .store
-        .count(Instant::now() + QUERY_TIME_LIMIT)
-        .await
-        .map_err(|e| state.store_failed(e))?;
-    Ok(HttpResponse::Ok().json(LogCount {
-        total_logs: c.total,
-        by_service: c.by_service,
-        by_level: c.by_level,
-    }))
+    let deadline = Instant::now() + state.limits.query_timeout;
+    match until(deadline, state.store.count(deadline)).await {
+        Ok(Ok(c)) => Ok(HttpResponse::Ok().json(LogCount {
+            total_logs: c.total,
+            by_service: c.by_service,
+            by_level: c.by_level,
+        })),
+        Ok(Err(e)) => Err(state.store_failed(e)),
+        Err(TimedOut) => Err(state.query_timed_out()),
+    }
 }
 
 /// `POST /logs/clear`.
@@ -309,6 +369,13 @@ async fn health(state: web::Data<State>) -> HttpResponse {
     })
 }
 
+/// `GET /openapi.json`: the OpenAPI 3 description of this API.
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
+}
+
 /// `GET /`: a JSON index for scripts, a small search page for a browser.
 async fn index(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     let wants_html = req
@@ -332,11 +399,69 @@ async fn index(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
             {"method": "POST", "path": "/logs/clear", "description": "delete every record: {status, cleared}"},
             {"method": "GET", "path": "/health", "description": "{status, service, logs_stored}"},
             {"method": "GET", "path": "/metrics", "description": "Prometheus metrics"},
+            {"method": "GET", "path": "/openapi.json", "description": "the OpenAPI 3 description of this API"},
         ],
         "limits": {
             "max_body_bytes": state.max_body_bytes,
+            "max_records_per_request": state.limits.max_records_per_request,
             "page_size_default": state.page_size_default,
             "page_size_max": state.page_size_max,
+            "query_max_terms": state.limits.query_max_terms,
+            "query_timeout_ms": state.limits.query_timeout.as_millis() as u64,
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Every (path, method) the OpenAPI description lists.
+    fn described() -> Vec<(String, String)> {
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+        assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+        let mut ops = Vec::new();
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if [
+                    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+                ]
+                .contains(&method.as_str())
+                {
+                    ops.push((path.clone(), method.to_uppercase()));
+                }
+            }
+        }
+        ops.sort();
+        ops
+    }
+
+    #[actix_web::test]
+    async fn the_openapi_description_lists_exactly_the_registered_routes() {
+        let mut registered: Vec<(String, String)> = endpoints()
+            .into_iter()
+            .map(|e| (e.path.to_owned(), e.method.as_str().to_owned()))
+            .collect();
+        registered.sort();
+        assert_eq!(registered, described());
+        // Every operation answers with a schema for its success and names its errors'.
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        for (path, method) in described() {
+            let op = &spec["paths"][&path][method.to_lowercase()];
+            assert!(op["responses"]["200"].is_object(), "{method} {path}");
+            assert!(op["operationId"].is_string(), "{method} {path}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn waiting_stops_at_the_deadline() {
+        let never = std::future::pending::<()>();
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert_eq!(until(soon, never).await, Err(TimedOut));
+        let later = Instant::now() + Duration::from_secs(60);
+        assert_eq!(until(later, async { 7 }).await, Ok(7));
+        // A deadline already past still takes an answer that is ready.
+        assert_eq!(until(Instant::now(), async { 8 }).await, Ok(8));
+    }
 }

@@ -1,8 +1,9 @@
 //! Start-up and shutdown: settings, logging, the store's actors, the HTTP server.
 //!
-//! On SIGTERM or SIGINT actix-web stops accepting, lets requests in flight finish (their
-//! batches are committed and acknowledged) within `SHUTDOWN_GRACE`, then the actors'
-//! threads are stopped and joined, which closes the database cleanly.
+//! On SIGTERM or SIGINT (`shared::startup`) the server stops accepting, lets requests in
+//! flight finish (their batches are committed and acknowledged) within
+//! `SHUTDOWN_GRACE`, then the store's threads are stopped and joined, which closes the
+//! database cleanly.
 
 use std::process::ExitCode;
 
@@ -12,8 +13,7 @@ use anyhow::Context as _;
 use prometheus::Registry;
 use shared::config::ProcessEnv;
 use shared::http::{self, HttpMetrics};
-use shared::{cli, jsonlog};
-use tokio::sync::Semaphore;
+use shared::startup::{self, Failure, Program};
 
 use crate::config::{AggregatorConfig, StoreKind, SETTINGS_HELP};
 use crate::embedded::Embedded;
@@ -29,22 +29,17 @@ pub const EXIT_STORE_FAILED: i32 = 70;
 
 /// The whole life of the binary; `main` only calls this.
 pub fn main() -> ExitCode {
-    let config = match cli::start(
-        SERVICE,
-        "The central log aggregator: durable, queryable, idempotent.",
-        SETTINGS_HELP,
+    let program = Program {
+        name: SERVICE,
+        about: "The central log aggregator: durable, queryable, idempotent.",
+        settings_help: SETTINGS_HELP,
+    };
+    startup::main(
+        &program,
         std::env::args().skip(1),
         || AggregatorConfig::from_env(&ProcessEnv),
-        |c| c.listen,
-    ) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    if let Err(e) = jsonlog::init(SERVICE, None) {
-        eprintln!("{SERVICE}: {e}");
-        return ExitCode::FAILURE;
-    }
-    cli::exit_code(actix_rt::System::new().block_on(serve(config)))
+        |config| async move { serve(config).await.map_err(Failure::from) },
+    )
 }
 
 /// Runs the aggregator until SIGTERM or SIGINT; the benchmark runs it in-process too.
@@ -63,17 +58,11 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
         StoreKind::Embedded => Store::new(Embedded::start(&config, &metrics)?),
         StoreKind::Sqlite => Store::new(Sqlite::start(&config, &metrics)?),
     };
-    let state = web::Data::new(State {
-        store: store.clone(),
-        metrics,
-        token: config.token.clone(),
-        max_body_bytes: config.max_body_bytes,
-        page_size_default: config.page_size_default,
-        page_size_max: config.page_size_max,
-        ingest_slots: Semaphore::new(routes::INGEST_SLOTS),
-    });
+    let state = web::Data::new(State::new(store.clone(), metrics, &config));
     let loki = web::Data::new(crate::loki::Loki::register(&registry).context("register metrics")?);
     let registry = web::Data::new(registry);
+    // actix-web's limit is per worker.
+    let connections_per_worker = config.limits.max_connections.div_ceil(config.workers);
 
     let server = HttpServer::new(move || {
         App::new()
@@ -84,11 +73,12 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
             .wrap(from_fn(http::observe))
             .configure(routes::routes)
             .configure(crate::loki::routes(loki.clone()))
-            .route("/metrics", web::get().to(http::metrics_endpoint))
             .default_service(web::to(http::not_found))
     })
     .workers(config.workers)
+    .max_connections(connections_per_worker)
     .shutdown_timeout(config.shutdown_grace.as_secs())
+    .disable_signals()
     .bind(config.listen)
     .with_context(|| format!("cannot listen on LISTEN_ADDR={}", config.listen))?;
 
@@ -113,7 +103,7 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
             }
         }
     });
-    let result = server.run().await;
+    let result = startup::until_signal(server.run()).await;
     // Every request has finished: stop the store's threads so its files close cleanly.
     watchdog.abort();
     store.stop();

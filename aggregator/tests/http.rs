@@ -3,10 +3,12 @@
 //! - `endpoints_answer_in_the_contract_shapes`: POST in three shapes and gzip, GET /logs
 //!   filters and cursors, /logs/count, /health, /, /metrics, /logs/clear.
 //! - `a_repeated_batch_is_stored_once`: event_id idempotency, within and across batches.
-//! - `bad_input_is_refused_and_changes_nothing`: 400, 413, 415, each with a JSON error.
+//! - `bad_input_is_refused_and_changes_nothing`: 400 (empty body, object and array
+//!   included), 405 with `Allow`, 413, 415, each with a JSON error.
 //! - `a_configured_token_guards_writes_clears_and_queries`: 401 without the token.
 //! - `retention_bounds_the_store_by_count_and_age`: old records go, new ones stay.
 //! - `healthcheck_and_configuration_errors`: the subcommand and exit 64.
+//! - `the_openapi_description_is_served_and_its_paths_answer`: `/openapi.json`.
 
 mod common;
 
@@ -247,7 +249,21 @@ async fn bad_input_is_refused_and_changes_nothing() {
             vec![],
             b"".to_vec(),
             StatusCode::BAD_REQUEST,
-            "JSON",
+            "the request body is empty",
+        ),
+        (
+            "application/json",
+            vec![],
+            b"{}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "empty object: a record needs at least one field",
+        ),
+        (
+            "application/json",
+            vec![],
+            b"[]".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "empty array",
         ),
         (
             "application/x-ndjson",
@@ -308,6 +324,38 @@ async fn bad_input_is_refused_and_changes_nothing() {
     }
     let (status, _) = get(&agg.url("/nowhere"), &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // A known path with a method it does not answer: 405, naming what it answers.
+    for (method, path, allow) in [
+        ("DELETE", "/logs", "POST, GET"),
+        ("GET", "/logs/clear", "POST"),
+        ("POST", "/health", "GET"),
+        ("PUT", "/logs/count", "GET"),
+    ] {
+        let mut res = common::client()
+            .request(
+                actix_web::http::Method::from_bytes(method.as_bytes()).unwrap(),
+                agg.url(path),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(
+            res.headers().get("allow").unwrap(),
+            allow,
+            "{method} {path}"
+        );
+        let answer: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(answer["status"], 405);
+        assert!(
+            answer["error"].as_str().unwrap().contains(allow),
+            "{answer}"
+        );
+    }
 
     let (_, count) = get(&agg.url("/logs/count"), &[]).await;
     assert_eq!(count["total_logs"], 0, "a refused batch stored something");
@@ -318,9 +366,10 @@ async fn bad_input_is_refused_and_changes_nothing() {
         .unwrap();
     let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
     assert!(
-        text.contains("aggregator_requests_rejected_total{reason=\"json\"} 5"),
+        text.contains("aggregator_requests_rejected_total{reason=\"json\"} 4"),
         "{text}"
     );
+    assert!(text.contains("aggregator_requests_rejected_total{reason=\"empty\"} 3"));
     assert!(text.contains("aggregator_requests_rejected_total{reason=\"too_large\"} 2"));
 
     // The same records, sent properly, are all stored.
@@ -456,4 +505,34 @@ async fn healthcheck_and_configuration_errors() {
         err.contains("MAX_BODY_BYTES") && err.contains("PAGE_SIZE_MAX"),
         "{err}"
     );
+}
+
+/// `GET /openapi.json` serves the description kept in the repository, and every path it
+/// describes is one the server answers (not a 404 or a 405).
+#[actix_rt::test]
+async fn the_openapi_description_is_served_and_its_paths_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(dir.path(), &[]).await;
+    let (status, served) = get(&agg.url("/openapi.json"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let kept: serde_json::Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+    assert_eq!(served, kept);
+    for (path, item) in kept["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let method =
+                actix_web::http::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut res = common::client()
+                .request(method.clone(), agg.url(path))
+                .insert_header(("Content-Type", "application/json"))
+                .send_body("{\"message\":\"openapi\"}")
+                .await
+                .unwrap();
+            let status = res.status();
+            let _ = res.body().await;
+            assert!(
+                status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {status}"
+            );
+        }
+    }
 }

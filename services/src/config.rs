@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use shared::config::{ConfigErrors, Reader, Source};
+use shared::startup::Settings;
 
 use crate::Service;
 
@@ -68,6 +69,16 @@ impl ServiceConfig {
         };
         r.finish()?;
         Ok(config)
+    }
+}
+
+impl Settings for ServiceConfig {
+    fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    fn log_file(&self) -> Option<&std::path::Path> {
+        Some(&self.log_file)
     }
 }
 

@@ -1,6 +1,7 @@
-//! Start-up shared by the three services: settings, logging, routes, graceful stop.
+//! What the three services share: their state, routes and middleware; the start-up
+//! itself (settings, logging, signals, exit statuses) is `shared::startup`.
 //!
-//! actix-web's server already stops on SIGINT and SIGTERM, finishing requests in flight
+//! On SIGINT or SIGTERM the server stops accepting and finishes requests in flight
 //! within `SHUTDOWN_GRACE`.
 
 use std::io;
@@ -10,10 +11,10 @@ use std::sync::Arc;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use prometheus::Registry;
-use shared::config::{ProcessEnv, EXIT_CONFIG};
+use shared::config::ProcessEnv;
 use shared::http::{self, HttpMetrics};
+use shared::startup::{self, Failure, Program};
 use shared::wire::Health;
-use shared::{cli, jsonlog};
 
 use crate::catalog::{sample_products, sample_users, Catalog, Product, User};
 use crate::config::{ServiceConfig, SETTINGS_HELP};
@@ -28,23 +29,17 @@ type Configure = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
 /// The whole life of a service binary; `main` only calls this.
 pub fn main(service: Service) -> ExitCode {
-    let program = service.name();
-    let config = match cli::start(
-        program,
-        "A demo microservice.",
-        SETTINGS_HELP,
+    let program = Program {
+        name: service.name(),
+        about: "A demo microservice.",
+        settings_help: SETTINGS_HELP,
+    };
+    startup::main(
+        &program,
         std::env::args().skip(1),
         || ServiceConfig::from_env(service, &ProcessEnv),
-        |c| c.listen,
-    ) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    if let Err(e) = jsonlog::init(program, Some(&config.log_file)) {
-        eprintln!("{program}: LOG_FILE={}: {e}", config.log_file.display());
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    cli::exit_code(actix_rt::System::new().block_on(serve(service, config)))
+        |config| async move { serve(service, config).await.map_err(Failure::from) },
+    )
 }
 
 /// The service's own state and routes, built once and installed on every worker.
@@ -115,6 +110,7 @@ async fn serve(service: Service, config: ServiceConfig) -> io::Result<()> {
     })
     .workers(config.workers)
     .shutdown_timeout(config.shutdown_grace.as_secs())
+    .disable_signals()
     .bind(config.listen)?;
 
     for addr in server.addrs() {
@@ -124,5 +120,5 @@ async fn serve(service: Service, config: ServiceConfig) -> io::Result<()> {
             "Listening on http://{addr}."
         );
     }
-    server.run().await
+    startup::until_signal(server.run()).await
 }

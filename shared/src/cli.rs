@@ -1,11 +1,10 @@
 //! The command line every binary shares: no argument serves, `healthcheck` probes.
 //!
 //! Settings come from the environment, not from flags, so the command line stays this
-//! small on purpose. [`start`] and [`exit_code`] are the beginning and the end of every
-//! binary's `main`, so that all of them answer `--help`, bad settings and `healthcheck`
-//! the same way.
+//! small on purpose. [`start`] is the beginning of every binary's `main` (through
+//! [`crate::startup::main`]), so that all of them answer `--help`, bad settings and
+//! `healthcheck` the same way.
 
-use std::fmt::Display;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -86,20 +85,6 @@ pub fn start<C>(
         return Err(crate::healthcheck::run(program, listen_addr(&config)));
     }
     Ok(config)
-}
-
-/// The end of a server's life: "Stopped." and exit 0, or the error logged and exit 1.
-pub fn exit_code<E: Display>(result: Result<(), E>) -> ExitCode {
-    match result {
-        Ok(()) => {
-            log::info!("Stopped.");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            log::error!("Server failed: {e:#}.");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 #[cfg(test)]

@@ -279,6 +279,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A duration the way settings write it: `500ms`, `2s`, `1.5s`, `5m`, `1h`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 3_600_000 == 0 && ms > 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else if ms >= 1000 {
+        format!("{}s", d.as_secs_f64())
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 /// Parses `1048576`, `64KiB`, `16MiB`, `1GiB` (also `k`, `M`, `G` as binary units).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
@@ -360,5 +376,12 @@ mod tests {
         assert_eq!(r.url("A", "http://x"), "http://user-service:8080");
         assert_eq!(r.socket_addr("L", "0.0.0.0:8080").port(), 0);
         assert!(r.finish().is_ok());
+    }
+
+    #[test]
+    fn durations_are_written_as_they_are_read() {
+        for text in ["500ms", "2s", "1.5s", "5m", "1h", "0s"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
     }
 }

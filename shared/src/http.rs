@@ -4,7 +4,13 @@
 //! sane one), times it, logs it as one structured record and counts it in
 //! [`HttpMetrics`]. [`ApiError`] is the one JSON error shape, and the extractor configs
 //! below turn actix's own extraction failures into it, so no endpoint answers in plain
-//! text.
+//! text. [`allow_only`] makes a wrong method on a known path a 405 with `Allow`.
+//!
+//! Metric labels come only from bounded sets, whatever a client sends: the method is one
+//! of the nine standard ones or `other` ([`method_label`]), the route is the pattern the
+//! request matched (`/users/{id}`, or `unmatched`), never its path, and the status is
+//! a three-digit code the server chose. actix-web accepts any token as a method, so a
+//! label taken as sent would let one client grow `/metrics` without bound.
 
 use std::time::Instant;
 
@@ -12,7 +18,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use prometheus::{
@@ -104,13 +110,31 @@ impl HttpMetrics {
         Ok(HttpMetrics { requests, duration })
     }
 
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    /// Counts one request; `method` and `route` must come from bounded sets
+    /// ([`method_label`], a matched pattern).
+    fn observe(&self, method: &'static str, route: &str, status: StatusCode, seconds: f64) {
         self.requests
-            .with_label_values(&[method, route, &status.to_string()])
+            .with_label_values(&[method, route, status.as_str()])
             .inc();
         self.duration
             .with_label_values(&[method, route])
             .observe(seconds);
+    }
+}
+
+/// The method as a metric label: one of the standard methods, or `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
     }
 }
 
@@ -140,14 +164,15 @@ pub async fn observe(
     let path = req.path().to_owned();
     let result = next.call(req).await;
     let (status, route) = match &result {
-        Ok(res) => (res.status().as_u16(), res.request().match_pattern()),
-        Err(err) => (err.as_response_error().status_code().as_u16(), None),
+        Ok(res) => (res.status(), res.request().match_pattern()),
+        Err(err) => (err.as_response_error().status_code(), None),
     };
     let route = route.as_deref().unwrap_or("unmatched");
     let elapsed = start.elapsed();
     if let Some(m) = metrics {
-        m.observe(method.as_str(), route, status, elapsed.as_secs_f64());
+        m.observe(method_label(&method), route, status, elapsed.as_secs_f64());
     }
+    let status = status.as_u16();
     let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
     // 503 means "not now" (not ready, a dependency down): the caller may retry, and the
     // cause is logged where it is known. Other 5xx are bugs an operator must look at.
@@ -255,6 +280,42 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     ApiError::not_found(format!("no route for {} {}", req.method(), req.path())).error_response()
 }
 
+/// A resource that answers a method it has no route for with 405 and an `Allow` header
+/// listing `allowed`, instead of falling through to the 404 of an unknown path.
+///
+/// `web::resource("/logs").route(web::get().to(..)).route(web::post().to(..))` then
+/// `allow_only(.., &[Method::GET, Method::POST])`.
+pub fn allow_only(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
+    let allow: String = allowed
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    resource.default_service(web::to(move |req: HttpRequest| {
+        let allow = allow.clone();
+        async move { method_not_allowed(&req, &allow) }
+    }))
+}
+
+/// The 405 answer: a JSON error naming the allowed methods, and the `Allow` header.
+pub fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
+    let mut res = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {} is not allowed on {}; allowed: {allow}",
+            req.method(),
+            req.path()
+        ),
+    )
+    .with("allow", allow)
+    .error_response();
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        res.headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    res
+}
+
 /// JSON bodies: a wrong content type is 415, too large 413, anything else 400.
 pub fn json_config(limit_bytes: usize) -> web::JsonConfig {
     web::JsonConfig::default()
@@ -354,5 +415,77 @@ mod tests {
             text.contains(r#"http_requests_total{method="GET",route="unmatched",status="404"} 1"#)
         );
         assert!(text.contains(r#"unit_test_info{version=""#));
+    }
+
+    #[actix_web::test]
+    async fn labels_stay_bounded_whatever_the_method_and_path() {
+        let registry = Registry::new();
+        let metrics = HttpMetrics::register(&registry, "unit-test").unwrap();
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(metrics))
+                .wrap(from_fn(observe))
+                .service(allow_only(
+                    web::resource("/thing/{id}").route(web::get().to(HttpResponse::Ok)),
+                    &[Method::GET],
+                ))
+                .default_service(web::to(not_found)),
+        )
+        .await;
+        for i in 0..2_000 {
+            let method = Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
+            let uri = if i % 2 == 0 {
+                format!("/thing/{i}")
+            } else {
+                format!("/nothing/{i}")
+            };
+            let res = test::call_service(
+                &app,
+                test::TestRequest::default()
+                    .method(method)
+                    .uri(&uri)
+                    .to_request(),
+            )
+            .await;
+            let expected = if i % 2 == 0 {
+                StatusCode::METHOD_NOT_ALLOWED
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            assert_eq!(res.status(), expected, "{uri}");
+            if i % 2 == 0 {
+                assert_eq!(res.headers().get("allow").unwrap(), "GET");
+            }
+        }
+        let families = registry.gather();
+        let requests = families
+            .iter()
+            .find(|f| f.name() == "http_requests_total")
+            .unwrap();
+        let mut labels: Vec<String> = requests
+            .get_metric()
+            .iter()
+            .map(|m| {
+                m.get_label()
+                    .iter()
+                    .map(|l| format!("{}={}", l.name(), l.value()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        labels.sort();
+        assert_eq!(
+            labels,
+            [
+                "method=other,route=/thing/{id},status=405",
+                "method=other,route=unmatched,status=404"
+            ]
+        );
+    }
+
+    #[test]
+    async fn standard_methods_keep_their_name() {
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "other");
     }
 }

@@ -1,6 +1,8 @@
 //! Code that more than one binary of the pipeline needs, so that it exists once.
 //!
 //! In the order a request meets them:
+//! - [`startup`]: the life of every binary: panic hook, arguments, settings, logging,
+//!   signals and exit statuses.
 //! - [`config`]: settings read once from the environment into typed values, every bad
 //!   variable named before the process exits with [`config::EXIT_CONFIG`].
 //! - [`cli`]: the command line every binary shares (`serve` by default, `healthcheck`).
@@ -22,5 +24,6 @@ pub mod healthcheck;
 pub mod http;
 pub mod jsonlog;
 pub mod measure;
+pub mod startup;
 pub mod testkit;
 pub mod wire;

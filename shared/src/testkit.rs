@@ -5,7 +5,7 @@
 //! [`Process::stderr`] returns for assertion messages.
 
 use std::fs::File;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -164,6 +164,29 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// When this variable is `1` (CI sets it, through `.ci/run`), a test that needs an
+/// external tool fails when the tool is missing, instead of saying that it skips.
+pub const REQUIRE_TOOLS: &str = "REQUIRE_TEST_TOOLS";
+
+/// Whether `program --version` runs. When it does not, the test fails if
+/// [`REQUIRE_TOOLS`] is `1`, and otherwise says on stdout that it skips what needs it.
+pub fn tool_available(program: &str, debian_package: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var(REQUIRE_TOOLS).as_deref() != Ok("1"),
+            "{program} is required ({REQUIRE_TOOLS}=1) but not installed: install Debian's package {debian_package} (scripts/test.sh does, as root)"
+        );
+        println!("skipped: {program} not installed (Debian package {debian_package})");
+    }
+    found
+}
+
 /// Runs `promtool check metrics` on an exposition; `None` when promtool is not installed.
 ///
 /// promtool exits 0 when it is happy, 3 when it only has style complaints (a missing
@@ -185,17 +208,120 @@ pub fn promtool_check_metrics(exposition: &str) -> Option<std::process::Output> 
     Some(child.wait_with_output().expect("promtool runs to its end"))
 }
 
-/// Fails the test unless promtool accepts the exposition without a complaint; says it
-/// skips when promtool is not installed (Debian's package `prometheus` brings it).
+/// Fails the test unless promtool accepts the exposition without a complaint; where
+/// promtool is not installed, see [`tool_available`].
 pub fn assert_promtool_accepts(exposition: &str) {
-    let Some(out) = promtool_check_metrics(exposition) else {
-        eprintln!("skipped: promtool not installed (Debian package `prometheus`)");
+    if !tool_available("promtool", "prometheus") {
         return;
-    };
+    }
+    let out = promtool_check_metrics(exposition).expect("promtool runs");
     assert!(
         out.status.success(),
         "promtool rejected the metrics:\n{}{}\n{exposition}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sends `n` requests that each carry a method or a path never seen before (`M17 /flood/17`,
+/// `GET /flood/18?n=18`, ...) over keep-alive connections, and returns how many were
+/// answered. Blocking: call it from a thread, not from the runtime's.
+pub fn flood_distinct_requests(addr: SocketAddr, n: usize) -> std::io::Result<usize> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    let connect = || -> std::io::Result<BufReader<TcpStream>> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(BufReader::new(stream))
+    };
+    let mut conn = connect()?;
+    let mut answered = 0;
+    let mut line = String::new();
+    for i in 0..n {
+        let request = if i % 2 == 0 {
+            format!("M{i} /flood/{i} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n")
+        } else {
+            format!("GET /flood/{i}?n={i} HTTP/1.1\r\nHost: test\r\n\r\n")
+        };
+        if conn.get_mut().write_all(request.as_bytes()).is_err() {
+            conn = connect()?;
+            conn.get_mut().write_all(request.as_bytes())?;
+        }
+        // Status line, headers, then a body of Content-Length bytes.
+        line.clear();
+        if conn.read_line(&mut line)? == 0 {
+            conn = connect()?;
+            continue;
+        }
+        let (mut length, mut close) = (0usize, false);
+        loop {
+            line.clear();
+            conn.read_line(&mut line)?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header.split_once(':').unwrap_or((header, ""));
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            } else if name.eq_ignore_ascii_case("connection") && value.trim() == "close" {
+                close = true;
+            }
+        }
+        std::io::copy(&mut conn.by_ref().take(length as u64), &mut std::io::sink())?;
+        answered += 1;
+        if close {
+            conn = connect()?;
+        }
+    }
+    Ok(answered)
+}
+
+/// Floods a server with 20,000 distinct methods and paths and checks that its
+/// `/metrics` grows by at most a few series: labels must come from bounded sets.
+pub async fn assert_metrics_stay_bounded(addr: SocketAddr) {
+    const REQUESTS: usize = 20_000;
+    /// Room for the few new series (`other`/`unmatched` per status, with a histogram).
+    const GROWTH_BYTES: usize = 8 * 1024;
+    let url = format!("http://{addr}/metrics");
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let fetch = || async {
+        let mut res = client.get(&url).send().await.expect("GET /metrics");
+        assert_eq!(res.status().as_u16(), 200);
+        let body = res.body().limit(64 << 20).await.expect("read /metrics");
+        String::from_utf8(body.to_vec()).expect("UTF-8 metrics")
+    };
+    // One flood first, so that every series this kind of traffic can make exists.
+    let warm = actix_rt::task::spawn_blocking(move || flood_distinct_requests(addr, 20))
+        .await
+        .unwrap()
+        .expect("warm-up requests");
+    assert_eq!(warm, 20);
+    let before = fetch().await;
+    let answered = actix_rt::task::spawn_blocking(move || flood_distinct_requests(addr, REQUESTS))
+        .await
+        .unwrap()
+        .expect("flood requests");
+    assert_eq!(answered, REQUESTS, "every request gets an answer");
+    let after = fetch().await;
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    assert!(
+        after.len() <= before.len() + GROWTH_BYTES,
+        "/metrics grew from {} to {} bytes after {REQUESTS} distinct requests:\n{after}",
+        before.len(),
+        after.len()
+    );
+    assert!(
+        series(&after) <= series(&before) + 40,
+        "/metrics went from {} to {} samples:\n{after}",
+        series(&before),
+        series(&after)
+    );
+    assert!(
+        !after.contains("M19999") && !after.contains("/flood/"),
+        "a label was taken from the request:\n{after}"
     );
 }

@@ -24,7 +24,7 @@ use super::stored::View;
 use super::Loki;
 use crate::query::Order;
 use crate::record::Received;
-use crate::routes::{State, INGEST_SLOT_WAIT, QUERY_TIME_LIMIT};
+use crate::routes::State;
 use crate::store::ScanQuery;
 
 pub async fn push(
@@ -64,7 +64,9 @@ async fn run(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let _slot = match tokio::time::timeout(INGEST_SLOT_WAIT, state.ingest_slots.acquire()).await {
+    let _slot = match tokio::time::timeout(state.limits.query_timeout, state.ingest_slots.acquire())
+        .await
+    {
         Ok(Ok(permit)) => permit,
         _ => return Err(LokiError::unavailable("ingest queue")),
     };
@@ -164,7 +166,7 @@ async fn present(
     let lo = at.keys().min().copied().unwrap_or(0);
     let hi = at.keys().max().copied().unwrap_or(0);
     let mut found = vec![false; pending.len()];
-    let deadline = std::time::Instant::now() + QUERY_TIME_LIMIT;
+    let deadline = std::time::Instant::now() + state.limits.query_timeout;
     let mut q = ScanQuery {
         service: None,
         level: None,

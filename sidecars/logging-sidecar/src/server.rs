@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::fs;
 use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -21,9 +22,9 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context as _;
 use prometheus::Registry;
 use serde_json::json;
-use shared::config::{ProcessEnv, EXIT_CONFIG};
+use shared::config::ProcessEnv;
 use shared::http::{self, HttpMetrics};
-use shared::{cli, jsonlog};
+use shared::startup::{self, Failure, Program, Settings};
 
 use crate::checkpoint::{CheckpointError, Checkpoints, CHECKPOINT_FILE};
 use crate::config::{SidecarConfig, SETTINGS_HELP, STATE_DIR};
@@ -37,48 +38,36 @@ use crate::tailer::{SaveCheckpoints, StopReading, Tailer};
 
 pub const PROGRAM: &str = "logging-sidecar";
 
-/// The whole life of the binary.
+/// The whole life of the binary; `shared::startup` does what every binary does.
 pub fn main() -> ExitCode {
-    let config = match cli::start(
-        PROGRAM,
-        "Tails a log file and forwards each record, enriched, to the log aggregator.",
-        SETTINGS_HELP,
+    let program = Program {
+        name: PROGRAM,
+        about: "Tails a log file and forwards each record, enriched, to the log aggregator.",
+        settings_help: SETTINGS_HELP,
+    };
+    startup::main(
+        &program,
         std::env::args().skip(1),
         || SidecarConfig::from_env(&ProcessEnv),
-        |c| c.listen,
-    ) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    if let Err(e) = jsonlog::init(PROGRAM, None) {
-        eprintln!("{PROGRAM}: {e}");
-        return ExitCode::FAILURE;
-    }
-    exit_on_panic();
-    if let Err(e) = check_state_dir(&config.state_dir) {
-        eprintln!(
-            "{PROGRAM}: configuration error: {STATE_DIR}={:?}: {e}",
-            config.state_dir.display().to_string()
-        );
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    cli::exit_code(actix_rt::System::new().block_on(run(config)))
+        |config| async move {
+            check_state_dir(&config.state_dir).map_err(|e| Failure::Config {
+                var: STATE_DIR,
+                value: config.state_dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            run(config).await.map_err(Failure::from)
+        },
+    )
 }
 
-/// Exit status after a panic (`EX_SOFTWARE` from sysexits.h).
-pub const EXIT_PANIC: i32 = 70;
+/// Exit status after a panic; a panic exits so that a restart resumes from the last
+/// checkpoint (see `shared::startup::exit_on_panic`).
+pub const EXIT_PANIC: i32 = startup::EXIT_PANIC;
 
-/// A panic is a bug; the sidecar is built to be restarted at any moment (checkpoints,
-/// stable `event_id`s), so the safe reaction is to exit and let the supervisor of the
-/// process (Docker, the run script) restart it, rather than to run on with an actor
-/// that died outside its actix supervisor.
-fn exit_on_panic() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default(info);
-        log::error!("A bug made the sidecar panic; it exits so that a restart resumes from the last checkpoint.");
-        std::process::exit(EXIT_PANIC);
-    }));
+impl Settings for SidecarConfig {
+    fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
 }
 
 /// The state directory must exist (it is created) and be writable, or checkpoints fail.
@@ -230,21 +219,12 @@ async fn run(config: SidecarConfig) -> anyhow::Result<()> {
     let handle = server.handle();
     actix_rt::spawn(server);
 
-    wait_for_signal().await?;
-    log::info!(grace_ms = config.shutdown_grace.as_millis() as u64; "Draining: delivering what was read before stopping.");
+    let signal = startup::signal()
+        .await
+        .context("installing the signal handlers")?;
+    log::info!(signal = signal, grace_ms = config.shutdown_grace.as_millis() as u64; "Draining: delivering what was read before stopping.");
     drain(&tailer, &forwarder, config.shutdown_grace).await;
     handle.stop(true).await;
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
     Ok(())
 }
 

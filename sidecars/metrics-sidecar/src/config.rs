@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use shared::config::{ConfigErrors, Reader, Source};
+use shared::startup::Settings;
 
 pub const LISTEN_ADDR: &str = "LISTEN_ADDR";
 pub const SERVICE_NAME: &str = "SERVICE_NAME";
@@ -62,6 +63,12 @@ pub struct SidecarConfig {
     pub staleness_limit: Duration,
     pub workers: usize,
     pub shutdown_grace: Duration,
+}
+
+impl Settings for SidecarConfig {
+    fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
 }
 
 impl SidecarConfig {

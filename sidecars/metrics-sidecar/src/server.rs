@@ -1,8 +1,9 @@
 //! Start-up: settings, the three supervised actors, and the HTTP server in front.
 //!
 //! The scraper and the exposer live on the main arbiter; the enricher gets an arbiter of
-//! its own so that relabeling a large body never delays `GET /metrics`. actix-web stops
-//! on SIGINT and SIGTERM, finishing requests in flight within `SHUTDOWN_GRACE`.
+//! its own so that relabeling a large body never delays `GET /metrics`. On SIGINT or
+//! SIGTERM (`shared::startup`) the server finishes requests in flight within
+//! `SHUTDOWN_GRACE`.
 
 use std::convert::Infallible;
 use std::io;
@@ -18,7 +19,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Serialize;
 use shared::config::ProcessEnv;
 use shared::http::{self, ApiError};
-use shared::{cli, jsonlog};
+use shared::startup::{self, Failure, Program};
 
 use crate::config::{SidecarConfig, SETTINGS_HELP};
 use crate::enricher::Enricher;
@@ -154,6 +155,7 @@ pub fn start(config: &SidecarConfig) -> io::Result<Running> {
     })
     .workers(config.workers)
     .shutdown_timeout(config.shutdown_grace.as_secs())
+    .disable_signals()
     .bind(config.listen)?;
     let addrs = server.addrs();
     for addr in &addrs {
@@ -175,27 +177,22 @@ pub fn start(config: &SidecarConfig) -> io::Result<Running> {
 /// Runs until SIGINT or SIGTERM.
 pub async fn serve(config: SidecarConfig) -> io::Result<()> {
     let running = start(&config)?;
-    let result = running.server.await;
+    let result = startup::until_signal(running.server).await;
     drop(running.pipeline);
     result
 }
 
 /// The whole life of the binary, from its arguments (without the program name).
 pub fn main_with_args<I: IntoIterator<Item = String>>(args: I) -> ExitCode {
-    let config = match cli::start(
-        PROGRAM,
-        "Scrapes a service's Prometheus metrics, adds the sidecar's labels and serves them.",
-        SETTINGS_HELP,
+    let program = Program {
+        name: PROGRAM,
+        about: "Scrapes a service's Prometheus metrics, adds the sidecar's labels and serves them.",
+        settings_help: SETTINGS_HELP,
+    };
+    startup::main(
+        &program,
         args,
         || SidecarConfig::from_env(&ProcessEnv),
-        |c| c.listen,
-    ) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    if let Err(e) = jsonlog::init(PROGRAM, None) {
-        eprintln!("{PROGRAM}: {e}");
-        return ExitCode::FAILURE;
-    }
-    cli::exit_code(actix_rt::System::new().block_on(serve(config)))
+        |config| async move { serve(config).await.map_err(Failure::from) },
+    )
 }

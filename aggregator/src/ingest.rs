@@ -1,0 +1,194 @@
+//! `POST /logs`, from the request's headers to the store's acknowledgement, with every
+//! bound a client could otherwise push against.
+//!
+//! In order:
+//! 1. token, content type and encoding, a declared length over `MAX_BODY_BYTES` (413);
+//! 2. admission: at most `INGEST_MAX_REQUESTS` requests under way, and
+//!    `INGEST_MAX_REQUESTS_PER_CLIENT` from one address (503 / 429, `Retry-After`);
+//! 3. the body, read within `BODY_READ_TIMEOUT` (408), each buffer growth first taken
+//!    from the ingest memory budget (503 when it is spent);
+//! 4. only then an ingest slot (`INGEST_SLOTS`): a client that sends its body slowly
+//!    holds no slot, so it cannot block the others' ingestion;
+//! 5. gunzip and parsing, within the budget and `MAX_RECORDS_PER_REQUEST` (413);
+//! 6. the store, awaited in a task of its own that holds the admission, the memory and
+//!    the slot until the batch is durable: a client that disconnects frees nothing that
+//!    its batch still holds.
+
+use std::time::Instant;
+
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use shared::http::ApiError;
+use shared::wire::IngestResponse;
+
+use crate::admission::{Refused, Reservation};
+use crate::batch::{self, Within};
+use crate::body::{self, BodyError};
+use crate::metrics;
+use crate::record::Received;
+use crate::routes::{until, Answer, Refusal, State, TimedOut};
+
+/// How long a request whose body has been read may wait for an ingest slot before it is
+/// told to retry.
+pub const INGEST_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `POST /logs`: answered only after the batch is committed.
+pub async fn post_logs(req: HttpRequest, payload: web::Payload, state: web::Data<State>) -> Answer {
+    let state = state.into_inner();
+    ingest(&req, payload, &state).await
+}
+
+fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
+    req.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap_or("(not text)"))
+}
+
+/// The refusal of a body, with its status, counted by reason.
+pub fn body_error(state: &State, e: BodyError) -> Refusal {
+    let status = match e {
+        BodyError::UnsupportedType(_) | BodyError::UnsupportedEncoding(_) => {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        }
+        BodyError::TooLarge { .. } | BodyError::TooManyRecords { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        BodyError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+        BodyError::OverBudget { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let refusal = state.reject(e.reason(), ApiError::new(status, e.to_string()));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        refusal.retry_after(1)
+    } else {
+        refusal
+    }
+}
+
+fn refused(state: &State, e: Refused) -> Refusal {
+    let (reason, status) = match e {
+        Refused::Overall { .. } => (metrics::REASON_BUSY, StatusCode::SERVICE_UNAVAILABLE),
+        Refused::PerClient { .. } => (metrics::REASON_CLIENT_BUSY, StatusCode::TOO_MANY_REQUESTS),
+    };
+    state
+        .reject(reason, ApiError::new(status, e.to_string()))
+        .retry_after(1)
+}
+
+async fn ingest(req: &HttpRequest, mut payload: web::Payload, state: &State) -> Answer {
+    state.authorize(req)?;
+    let format =
+        body::format_of(header_str(req, header::CONTENT_TYPE)).map_err(|e| body_error(state, e))?;
+    let gzip = body::is_gzip(header_str(req, header::CONTENT_ENCODING))
+        .map_err(|e| body_error(state, e))?;
+    let limit = state.max_body_bytes;
+    let declared = header_str(req, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let too_large = BodyError::TooLarge {
+            limit,
+            decompressed: false,
+        };
+        return Err(body_error(state, too_large));
+    }
+    let admitted = state
+        .admission
+        .enter(req.peer_addr().map(|a| a.ip()))
+        .map_err(|e| refused(state, e))?;
+    let mut memory = state.budget.reservation();
+    let deadline = Instant::now() + state.limits.body_read_timeout;
+    let raw = read_body(&mut payload, limit, &mut memory, deadline, state)
+        .await
+        .map_err(|e| body_error(state, e))?;
+
+    let slot = match until(
+        Instant::now() + INGEST_SLOT_WAIT,
+        state.ingest_slots.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            let busy = ApiError::unavailable(format!(
+                "all {} ingest slots stayed busy for {}; retry later",
+                state.limits.ingest_slots,
+                shared::config::format_duration(INGEST_SLOT_WAIT)
+            ));
+            return Err(state
+                .reject(metrics::REASON_UNAVAILABLE, busy)
+                .retry_after(1));
+        }
+    };
+    let records = {
+        let decoded;
+        let text: &[u8] = if gzip {
+            decoded =
+                body::gunzip_within(&raw, limit, &mut memory).map_err(|e| body_error(state, e))?;
+            &decoded
+        } else {
+            &raw
+        };
+        let within = Within {
+            max_records: state.limits.max_records_per_request,
+            allowance: &mut memory,
+        };
+        batch::parse_batch_within(text, format, &Received::now(), within)
+            .map_err(|e| body_error(state, e))?
+    };
+    // The records hold what they need from here on: the texts go back to the budget.
+    memory.shrink(raw.capacity());
+    drop(raw);
+    let count = records.len();
+
+    let stored = state.store.ingest(records);
+    let committed = actix_rt::spawn(async move {
+        let answer = stored.await;
+        drop((slot, memory, admitted));
+        answer
+    });
+    let done = match committed.await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(state.store_failed(e)),
+        Err(_) => return Err(state.unavailable("store writer")),
+    };
+    state.metrics.records_ingested.inc_by(done.stored);
+    state.metrics.records_duplicate.inc_by(done.duplicates);
+    state.metrics.batch_records.observe(count as f64);
+    Ok(HttpResponse::Ok().json(IngestResponse {
+        status: "success".to_owned(),
+        accepted: done.stored,
+        duplicates: done.duplicates,
+    }))
+}
+
+/// Reads the whole body by `deadline`, at most `limit` bytes, growing its buffer only
+/// with what `memory` can take from the budget.
+async fn read_body(
+    payload: &mut web::Payload,
+    limit: usize,
+    memory: &mut Reservation,
+    deadline: Instant,
+    state: &State,
+) -> Result<Vec<u8>, BodyError> {
+    let mut raw = Vec::new();
+    loop {
+        let chunk = match until(deadline, payload.next()).await {
+            Ok(None) => return Ok(raw),
+            Ok(Some(chunk)) => chunk.map_err(|e| BodyError::Read(e.to_string()))?,
+            Err(TimedOut) => {
+                return Err(BodyError::ReadTimeout {
+                    timeout: shared::config::format_duration(state.limits.body_read_timeout),
+                })
+            }
+        };
+        if raw.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge {
+                limit,
+                decompressed: false,
+            });
+        }
+        body::make_room(&mut raw, chunk.len(), limit, memory)?;
+        raw.extend_from_slice(&chunk);
+    }
+}
