@@ -9,7 +9,8 @@
 //! - the service overview's 5xx and 4xx rates are those of the records' statuses;
 //! - the request view lists one order's records across the three services in time order;
 //! - live tail shows a record POSTed after it started within a second of the
-//!   acknowledgement (printed), and a burst of 5,000 records is sampled with a notice.
+//!   acknowledgement (printed), and a burst of 5,000 records is sampled with a notice;
+//! - with `AGGREGATOR_TOKEN` set, the page asks for the token once per tab.
 //!
 //! A screenshot of each view is saved under `target/tmp/console-screenshots/`.
 
@@ -388,6 +389,50 @@ async fn the_console_in_a_real_browser() {
     let shown = js(&c, "return document.querySelectorAll('#rows .row').length;").await;
     assert!(shown.as_u64().unwrap() < 5000, "{shown}");
     shot(&c, "7-sampling").await;
+
+    // With AGGREGATOR_TOKEN set, the page asks for the token once and keeps it for the tab.
+    let dir2 = tempfile::tempdir().unwrap();
+    let locked = Aggregator::start(dir2.path(), &[("AGGREGATOR_TOKEN", "s3cret-token")]).await;
+    let (s, _) = common::post(
+        &locked.url("/logs"),
+        "application/x-ndjson",
+        &[("Authorization", "Bearer s3cret-token")],
+        common::ndjson(&records[..20]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    c.goto(&locked.url("/?range=1h")).await.unwrap();
+    until(
+        &c,
+        "the token prompt",
+        "return document.getElementById('tokdlg').open;",
+    )
+    .await;
+    c.find(Locator::Id("tok"))
+        .await
+        .unwrap()
+        .send_keys("s3cret-token")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#tokform button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    searched(&c, 0).await;
+    assert_eq!(texts(&c, "#rows .row").await.len(), 20);
+    c.refresh().await.unwrap();
+    searched(&c, 0).await;
+    let asked = js(&c, "return document.getElementById('tokdlg').open;").await;
+    assert_eq!(asked, Value::Bool(false), "the token is kept for the tab");
+    assert_eq!(texts(&c, "#rows .row").await.len(), 20);
+
+    // A phone's width.
+    c.set_window_size(390, 844).await.unwrap();
+    c.goto(&agg.url("/?range=1h")).await.unwrap();
+    searched(&c, 0).await;
+    shot(&c, "8-phone").await;
 
     c.close().await.unwrap();
     println!("browser test took {:?}", started.elapsed());

@@ -82,6 +82,11 @@ pub fn auto_step_us(since_us: i64, until_us: i64) -> i64 {
     (span / AUTO_BUCKETS / last + 1) * last
 }
 
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z: the times RFC 3339 can write,
+/// in microseconds.
+pub const EARLIEST_US: i64 = -62_167_219_200_000_000;
+pub const LATEST_US: i64 = 253_402_300_799_999_999;
+
 /// The buckets of `[since, until)`: aligned on multiples of `step` since the epoch, so
 /// that the same step always cuts time at the same places.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +101,13 @@ impl Grid {
     /// `None` when the range needs more than [`MAX_BUCKETS`] buckets of `step_us`.
     pub fn new(since_us: i64, until_us: i64, step_us: i64) -> Option<Grid> {
         let step_us = step_us.max(1);
-        let start_us = since_us.div_euclid(step_us).checked_mul(step_us)?;
+        let aligned = since_us.div_euclid(step_us).checked_mul(step_us)?;
+        // A bucket's start is written in RFC 3339, which has no year before 0000.
+        let start_us = if aligned < EARLIEST_US && since_us >= EARLIEST_US {
+            since_us
+        } else {
+            aligned
+        };
         let span = until_us.checked_sub(start_us)?.max(0);
         let buckets = span.div_euclid(step_us) + i64::from(span % step_us != 0);
         (buckets <= MAX_BUCKETS).then_some(Grid {
@@ -291,6 +302,9 @@ mod tests {
         assert!(Grid::new(0, 2001 * S, S).is_none());
         assert!(Grid::new(i64::MIN, i64::MAX, S).is_none());
         assert_eq!(Grid::new(5 * S, 5 * S, S).unwrap().buckets, 0);
+        // No bucket starts before the year 0000.
+        let g = Grid::new(EARLIEST_US, EARLIEST_US + 3600 * S, 86_400 * 40 * S).unwrap();
+        assert_eq!((g.start_us, g.buckets), (EARLIEST_US, 1));
     }
 
     #[test]

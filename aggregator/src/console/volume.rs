@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use shared::http::ApiError;
 
-use super::tally::{auto_step_us, By, Grid, Seen, Tally, MAX_BUCKETS};
+use super::tally::{auto_step_us, By, Grid, Seen, Tally, EARLIEST_US, LATEST_US, MAX_BUCKETS};
 use crate::embedded::filter::Filter;
 use crate::metrics;
 use crate::query::{LogParams, LogQuery, Order};
@@ -49,6 +49,11 @@ pub async fn volume(req: HttpRequest, state: web::Data<State>) -> Answer {
     let step_us = match params.step.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => {
+            if !step_shaped(s) {
+                return Err(bad(format!(
+                    "invalid step: {s:?} is not a duration such as 500ms, 10s, 1.5m or 1h"
+                )));
+            }
             let d = shared::config::parse_duration(s)
                 .map_err(|e| bad(format!("invalid step: {s:?}: {e}")))?;
             let us = d.as_micros() as i64;
@@ -73,6 +78,9 @@ pub async fn volume(req: HttpRequest, state: web::Data<State>) -> Answer {
             .map_err(|e| state.store_failed(e))?
             .unwrap_or(until_us.saturating_sub(DEFAULT_SPAN_US)),
     };
+    // Times RFC 3339 can write; records cannot lie outside them.
+    let since_us = since_us.clamp(EARLIEST_US, LATEST_US);
+    let until_us = until_us.clamp(EARLIEST_US, LATEST_US);
     let step_us = step_us.unwrap_or_else(|| auto_step_us(since_us, until_us));
     let grid = Grid::new(since_us, until_us, step_us).ok_or_else(|| {
         bad(format!(
@@ -92,6 +100,19 @@ pub async fn volume(req: HttpRequest, state: web::Data<State>) -> Answer {
     .map_err(|e| -> Refusal { state.store_failed(e) })?;
     tally.finish(since_us, until_us);
     Ok(HttpResponse::Ok().json(answer(&tally, since_us, until_us)))
+}
+
+/// Digits, optionally `.` and digits, optionally a unit (`ms`, `s`, `m`, `h`): the
+/// shape the OpenAPI description gives `step`.
+fn step_shaped(s: &str) -> bool {
+    let number = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &s[number.len()..];
+    let (whole, frac) = match number.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (number, None),
+    };
+    let digits = |d: &str| (1..=9).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && frac.map_or(true, digits) && ["", "ms", "s", "m", "h"].contains(&unit)
 }
 
 /// The time of the oldest record before `until_us` of the query's service and level
@@ -243,6 +264,27 @@ pub fn answer(t: &Tally, since_us: i64, until_us: i64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_have_the_described_shape() {
+        for ok in ["1", "10s", "1.5m", "500ms", "0.5", "2h", "999999999s"] {
+            assert!(step_shaped(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "1.",
+            ".5",
+            "1d",
+            "s",
+            "1 s",
+            "-1s",
+            "1e3",
+            "1.5.5s",
+            "1234567890",
+        ] {
+            assert!(!step_shaped(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn request_fields_are_read_as_numbers() {
