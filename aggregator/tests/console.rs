@@ -8,6 +8,10 @@
 //!   record POSTed after it opened, within a second of the acknowledgement (printed),
 //!   skips non-matching ones, and a reconnect with `Last-Event-ID` gets exactly the
 //!   records it missed; an id from another run gets a `skipped` event.
+//! - `a_client_that_does_not_read_is_told_it_skipped`: a tail whose client stops reading
+//!   while far more arrives than the aggregator keeps (48 MB in 400 commits) gets a
+//!   `skipped` event when it reads again, then the live records: the server held no
+//!   more for it than its bounded buffers.
 
 mod common;
 
@@ -322,4 +326,45 @@ async fn the_console_endpoints_need_the_token() {
     .await;
     assert_eq!(s, StatusCode::OK, "{vol}");
     assert_eq!(vol["total"], 0);
+}
+
+#[actix_rt::test]
+async fn a_client_that_does_not_read_is_told_it_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(dir.path(), &[]).await;
+    let mut tail = Events::open(&agg.url("/logs/tail?service=big"), None).await;
+    // More commits than the hub's channel holds (256), more bytes than its ring (16 MiB)
+    // and the sockets' buffers together.
+    let filler = "x".repeat(120_000);
+    for i in 0..400 {
+        let r = json!({"service": "big", "level": "INFO", "message": format!("big {i} {filler}")});
+        let (s, body) = post_ndjson(&agg.url("/logs"), &[r]).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    let marker = json!({"service": "big", "level": "INFO", "message": "after the flood"});
+    assert_eq!(
+        post_ndjson(&agg.url("/logs"), &[marker]).await.0,
+        StatusCode::OK
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut logs, mut skipped) = (0, 0);
+    loop {
+        let ev = tail.next(deadline).await.expect("events until the marker");
+        match ev.kind.as_str() {
+            "skipped" => {
+                skipped += 1;
+                assert!(ev.data.contains("too slowly"), "{}", ev.data);
+            }
+            "log" => {
+                logs += 1;
+                if ev.data.contains("after the flood") {
+                    break;
+                }
+            }
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    println!("a client that stopped reading: {logs} records delivered, told {skipped} times that it skipped");
+    assert!(skipped >= 1, "{logs} records and no skipped event");
+    assert!(logs < 401, "{logs}");
 }
