@@ -12,6 +12,8 @@
 //!   while far more arrives than the aggregator keeps (48 MB in 400 commits) gets a
 //!   `skipped` event when it reads again, then the live records: the server held no
 //!   more for it than its bounded buffers.
+//! - `open_tails_do_not_hold_up_a_stop`: SIGTERM ends open tails' streams, so the
+//!   aggregator exits at once rather than after `SHUTDOWN_GRACE`.
 
 mod common;
 
@@ -367,4 +369,35 @@ async fn a_client_that_does_not_read_is_told_it_skipped() {
     println!("a client that stopped reading: {logs} records delivered, told {skipped} times that it skipped");
     assert!(skipped >= 1, "{logs} records and no skipped event");
     assert!(logs < 401, "{logs}");
+}
+
+#[actix_rt::test]
+async fn open_tails_do_not_hold_up_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = Aggregator::start(dir.path(), &[("SHUTDOWN_GRACE", "60s")]).await;
+    let mut tail = Events::open(&agg.url("/logs/tail"), None).await;
+    let r = json!({"service": "s", "message": "before the stop"});
+    assert_eq!(post_ndjson(&agg.url("/logs"), &[r]).await.0, StatusCode::OK);
+    let ev = tail
+        .next(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(ev.kind, "log");
+    let stopping = Instant::now();
+    agg.process.signal(libc::SIGTERM);
+    // The stream ends (the client sees its end, then reconnects elsewhere).
+    assert!(tail
+        .next(Instant::now() + Duration::from_secs(20))
+        .await
+        .is_none());
+    let status = agg
+        .process
+        .wait_timeout(Duration::from_secs(20))
+        .expect("stops after SIGTERM");
+    println!(
+        "stopped {:?} after SIGTERM with a tail open",
+        stopping.elapsed()
+    );
+    assert!(status.success(), "{status:?}");
+    assert!(stopping.elapsed() < Duration::from_secs(10));
 }

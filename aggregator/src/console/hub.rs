@@ -31,6 +31,9 @@ pub enum Event {
     /// The follower fell behind the store's feed and lost records: every tail misses
     /// them and is told so.
     Gap,
+    /// The aggregator is stopping: every tail ends its stream, so that open tails do
+    /// not hold up the stop for `SHUTDOWN_GRACE`.
+    Closing,
 }
 
 /// The recent records, oldest first.
@@ -113,6 +116,7 @@ pub struct Hub {
     ring: Mutex<Ring>,
     tx: broadcast::Sender<Event>,
     started: std::sync::Once,
+    closed: std::sync::atomic::AtomicBool,
     /// Identifies this hub's event ids: its start time in microseconds.
     pub epoch: i64,
 }
@@ -123,6 +127,7 @@ impl Default for Hub {
             ring: Mutex::new(Ring::default()),
             tx: broadcast::channel(HUB_CAPACITY).0,
             started: std::sync::Once::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
             epoch: chrono::Utc::now().timestamp_micros(),
         }
     }
@@ -164,6 +169,18 @@ impl Hub {
         let mut ring = self.lock();
         ring.gap();
         let _ = self.tx.send(Event::Gap);
+    }
+
+    /// Ends every tail's stream: the aggregator is stopping.
+    pub fn close(&self) {
+        let _ring = self.lock();
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.tx.send(Event::Closing);
+    }
+
+    /// Whether [`Hub::close`] was called; a new tail is refused then.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Subscribes, and reads what followed `after` (when resuming) at the same instant.

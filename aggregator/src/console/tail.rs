@@ -7,7 +7,8 @@
 //! restarted, or the client read too slowly), the stream says so with a `skipped`
 //! event and goes on from the present: it is never silently thinned, and a slow client
 //! costs no memory beyond the hub's bounded channel, since the stream is only read as
-//! fast as the client takes it.
+//! fast as the client takes it. On SIGTERM every stream ends at once, so open tails do
+//! not hold up the stop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,9 @@ pub async fn tail(req: HttpRequest, state: web::Data<State>) -> Answer {
             .retry_after(1)
     })?;
     let hub = state.hub.clone();
+    if hub.is_closed() {
+        return Err(state.unavailable("live tail (the aggregator is stopping)"));
+    }
     hub.start(&state.store);
     let last = req
         .headers()
@@ -127,6 +131,7 @@ impl Tail {
             tokio::select! {
                 event = self.rx.recv() => match event {
                     Ok(Event::Records(committed)) => self.write(&committed, &mut out),
+                    Ok(Event::Closing) => return None,
                     Ok(Event::Gap) => skipped(&mut out, "the aggregator's live feed fell behind and lost records; query GET /logs for them"),
                     Err(RecvError::Lagged(_)) => match self.seen.map(|id| self.hub.catch_up(id)) {
                         Some(Resume::From(records)) => self.write(&records, &mut out),
