@@ -46,9 +46,9 @@ fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
         .map(|v| v.to_str().unwrap_or("(not text)"))
 }
 
-/// The refusal of a body, with its status, counted by reason.
-pub fn body_error(state: &State, e: BodyError) -> Refusal {
-    let status = match e {
+/// The status a refused body is answered with, whatever the API it came to.
+pub fn body_status(e: &BodyError) -> StatusCode {
+    match e {
         BodyError::UnsupportedType(_) | BodyError::UnsupportedEncoding(_) => {
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         }
@@ -58,7 +58,12 @@ pub fn body_error(state: &State, e: BodyError) -> Refusal {
         BodyError::ReadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
         BodyError::OverBudget { .. } => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
-    };
+    }
+}
+
+/// The refusal of a body, with its status, counted by reason.
+pub fn body_error(state: &State, e: BodyError) -> Refusal {
+    let status = body_status(&e);
     let refusal = state.reject(e.reason(), ApiError::new(status, e.to_string()));
     if status == StatusCode::SERVICE_UNAVAILABLE {
         refusal.retry_after(1)
@@ -67,11 +72,16 @@ pub fn body_error(state: &State, e: BodyError) -> Refusal {
     }
 }
 
-fn refused(state: &State, e: Refused) -> Refusal {
-    let (reason, status) = match e {
+/// The reason counted and the status answered for a request refused admission.
+pub fn admission_refusal(e: &Refused) -> (&'static str, StatusCode) {
+    match e {
         Refused::Overall { .. } => (metrics::REASON_BUSY, StatusCode::SERVICE_UNAVAILABLE),
         Refused::PerClient { .. } => (metrics::REASON_CLIENT_BUSY, StatusCode::TOO_MANY_REQUESTS),
-    };
+    }
+}
+
+fn refused(state: &State, e: Refused) -> Refusal {
+    let (reason, status) = admission_refusal(&e);
     state
         .reject(reason, ApiError::new(status, e.to_string()))
         .retry_after(1)
@@ -102,23 +112,11 @@ async fn ingest(req: &HttpRequest, mut payload: web::Payload, state: &State) -> 
         .await
         .map_err(|e| body_error(state, e))?;
 
-    let slot = match until(
-        Instant::now() + INGEST_SLOT_WAIT,
-        state.ingest_slots.clone().acquire_owned(),
-    )
-    .await
-    {
-        Ok(Ok(permit)) => permit,
-        _ => {
-            let busy = ApiError::unavailable(format!(
-                "all {} ingest slots stayed busy for {}; retry later",
-                state.limits.ingest_slots,
-                shared::config::format_duration(INGEST_SLOT_WAIT)
-            ));
-            return Err(state
-                .reject(metrics::REASON_UNAVAILABLE, busy)
-                .retry_after(1));
-        }
+    let Some(slot) = ingest_slot(state).await else {
+        let busy = ApiError::unavailable(slots_busy(state));
+        return Err(state
+            .reject(metrics::REASON_UNAVAILABLE, busy)
+            .retry_after(1));
     };
     let records = {
         let decoded;
@@ -162,9 +160,27 @@ async fn ingest(req: &HttpRequest, mut payload: web::Payload, state: &State) -> 
     }))
 }
 
+/// An ingest slot, waited for up to [`INGEST_SLOT_WAIT`].
+pub async fn ingest_slot(state: &State) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let wait = state.ingest_slots.clone().acquire_owned();
+    match until(Instant::now() + INGEST_SLOT_WAIT, wait).await {
+        Ok(Ok(permit)) => Some(permit),
+        _ => None,
+    }
+}
+
+/// What a request that got no ingest slot is told.
+pub fn slots_busy(state: &State) -> String {
+    format!(
+        "all {} ingest slots stayed busy for {}; retry later",
+        state.limits.ingest_slots,
+        shared::config::format_duration(INGEST_SLOT_WAIT)
+    )
+}
+
 /// Reads the whole body by `deadline`, at most `limit` bytes, growing its buffer only
 /// with what `memory` can take from the budget.
-async fn read_body(
+pub async fn read_body(
     payload: &mut web::Payload,
     limit: usize,
     memory: &mut Reservation,

@@ -90,7 +90,7 @@ pub struct Endpoint {
     pub route: Route,
 }
 
-fn endpoint(path: &'static str, method: Method, route: Route) -> Endpoint {
+pub fn endpoint(path: &'static str, method: Method, route: Route) -> Endpoint {
     Endpoint {
         path,
         method,
@@ -126,11 +126,16 @@ pub fn endpoints() -> Vec<Endpoint> {
     ]
 }
 
-/// Registers [`endpoints`], one resource per path, each answering its other methods
-/// with 405 and `Allow`.
+/// Registers [`endpoints`].
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    register(cfg, endpoints());
+}
+
+/// Registers `endpoints`, one resource per path, each answering its other methods with
+/// 405 and `Allow`.
+pub fn register(cfg: &mut web::ServiceConfig, endpoints: Vec<Endpoint>) {
     let mut paths: Vec<(&'static str, Vec<Method>, Vec<Route>)> = Vec::new();
-    for e in endpoints() {
+    for e in endpoints {
         match paths.iter_mut().find(|(p, _, _)| *p == e.path) {
             Some((_, methods, routes)) => {
                 methods.push(e.method);
@@ -419,6 +424,10 @@ async fn index(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
             {"method": "GET", "path": "/health", "description": "{status, service, logs_stored}"},
             {"method": "GET", "path": "/metrics", "description": "Prometheus metrics"},
             {"method": "GET", "path": "/openapi.json", "description": "the OpenAPI 3 description of this API"},
+            {"method": "POST", "path": "/loki/api/v1/push", "description": "Loki push (protobuf + snappy, or JSON): each entry becomes a record; answers 204 once durable"},
+            {"method": "GET|POST", "path": "/loki/api/v1/query_range, /query, /labels, /label/{name}/values, /series, /index/stats, /index/volume, /index/volume_range", "description": "Loki queries in LogQL (the subset in docs/loki.md), for Grafana and logcli"},
+            {"method": "GET", "path": "/loki/api/v1/tail", "description": "Loki live tail (WebSocket)"},
+            {"method": "GET", "path": "/ready, /loki/api/v1/status/buildinfo", "description": "Loki readiness and build information"},
         ],
         "limits": {
             "max_body_bytes": state.max_body_bytes,
@@ -460,6 +469,7 @@ mod tests {
     async fn the_openapi_description_lists_exactly_the_registered_routes() {
         let mut registered: Vec<(String, String)> = endpoints()
             .into_iter()
+            .chain(crate::loki::endpoints())
             .map(|e| (e.path.to_owned(), e.method.as_str().to_owned()))
             .collect();
         registered.sort();
@@ -468,7 +478,13 @@ mod tests {
         let spec: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
         for (path, method) in described() {
             let op = &spec["paths"][&path][method.to_lowercase()];
-            assert!(op["responses"]["200"].is_object(), "{method} {path}");
+            let answers = op["responses"].as_object().unwrap();
+            assert!(
+                ["200", "204", "101"]
+                    .iter()
+                    .any(|c| answers.contains_key(*c)),
+                "{method} {path}"
+            );
             assert!(op["operationId"].is_string(), "{method} {path}");
         }
     }

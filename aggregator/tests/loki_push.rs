@@ -8,11 +8,13 @@
 //!   repeats within a push stored once; same time and stream with another line, or the
 //!   same line in another stream, stored; a forged id collision still stored.
 //! - `bad_pushes_are_refused_and_change_nothing`: 400, 401, 413, 415 as plain text.
+//! - `pushes_keep_the_ingest_bounds_of_post_logs`: the record limit (413), a client's
+//!   share of ingest requests (429), the body read timeout (408), 405 with `Allow`.
 
 mod common;
 
 use awc::http::StatusCode;
-use common::loki::{gzip, json_push, push_request, query, send, snappy};
+use common::loki::{gzip, json_push, push_request, query, send, snappy, Entry};
 use common::{all_logs, get, post_ndjson, Aggregator};
 use log_aggregator::loki::entry::event_id;
 use serde_json::{json, Value};
@@ -305,4 +307,83 @@ async fn bad_pushes_are_refused_and_change_nothing() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, count) = get(&agg.url("/logs/count"), &[auth]).await;
     assert_eq!(count["total_logs"], 1);
+}
+
+/// A connection that sends a push's headers, promising a body it never sends.
+fn slow_push(port: u16) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST /loki/api/v1/push HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"streams\":"
+    )
+    .unwrap();
+    stream
+}
+
+/// The status line and the rest of an answer on a raw connection.
+fn read_raw(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut text = Vec::new();
+    let _ = stream.read_to_end(&mut text);
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+#[actix_rt::test]
+async fn pushes_keep_the_ingest_bounds_of_post_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(
+        dir.path(),
+        &[
+            ("MAX_RECORDS_PER_REQUEST", "5"),
+            ("BODY_READ_TIMEOUT", "2s"),
+            ("INGEST_MAX_REQUESTS_PER_CLIENT", "2"),
+        ],
+    )
+    .await;
+    let push = agg.url("/loki/api/v1/push");
+    let six: Vec<Entry<'_>> = (0..6).map(|i| (T0 + i, "x", &[][..])).collect();
+    let body = snappy(&push_request(&[(r#"{job="a"}"#, &six)]));
+    let (status, answer) = send(&push, &[PROTO], body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert!(answer.contains("more than 5 records"), "{answer}");
+    let (_, count) = get(&agg.url("/logs/count"), &[]).await;
+    assert_eq!(count["total_logs"], 0, "{count}");
+
+    // Two pushes whose bodies never come hold this client's two requests...
+    let mut slow: Vec<_> = (0..2).map(|_| slow_push(agg.port)).collect();
+    let mut refused = None;
+    for _ in 0..200 {
+        let one = snappy(&push_request(&[(r#"{job="a"}"#, &six[..1])]));
+        let (status, answer) = send(&push, &[PROTO], one).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(answer);
+            break;
+        }
+        // Not read yet: the two slow ones are still connecting.
+        assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let refused = refused.expect("a third push from the client was refused");
+    assert!(refused.contains("2 ingest requests under way"), "{refused}");
+    // ...until their bodies time out.
+    for stream in &mut slow {
+        let answer = read_raw(stream);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("BODY_READ_TIMEOUT"), "{answer}");
+    }
+    let one = snappy(&push_request(&[(r#"{job="b"}"#, &six[..1])]));
+    assert_eq!(send(&push, &[PROTO], one).await.0, StatusCode::NO_CONTENT);
+
+    // A wrong method is a 405 naming the right ones.
+    let res = common::client()
+        .put(agg.url("/loki/api/v1/query_range"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers().get("allow").unwrap(), "GET, POST");
 }

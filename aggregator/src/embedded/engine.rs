@@ -349,11 +349,19 @@ impl Engine {
         Ok(Some(sealed))
     }
 
-    /// Writes the buffer to a segment now, on this thread (at a clean shutdown, so that
-    /// the next start has no log to replay).
+    /// Writes the buffer to segments now, on this thread (at a clean shutdown, so that
+    /// the next start has no log to replay): the buffers sealed earlier whose flush has
+    /// not been put in place yet (the flusher may still be writing them; its file is
+    /// then left over and removed at the next start), then the active one.
     pub fn flush_now(&mut self, group_rows: usize) -> Result<(), StoreError> {
+        self.seal_if_due(true)?;
+        for sealed in self.sealed.clone() {
+            let tmp = super::flusher::write_sealed_as(&self.dir, &sealed, group_rows, "final")?;
+            self.install_flush(sealed.owner, sealed.epoch, &tmp)?;
+        }
+        // Sealing waits while MAX_SEALED buffers are under way; they are written now.
         if let Some(sealed) = self.seal_if_due(true)? {
-            let tmp = super::flusher::write_sealed(&self.dir, &sealed, group_rows)?;
+            let tmp = super::flusher::write_sealed_as(&self.dir, &sealed, group_rows, "final")?;
             self.install_flush(sealed.owner, sealed.epoch, &tmp)?;
         }
         Ok(())

@@ -72,6 +72,18 @@ pub fn tmp_path(dir: &Path, first: i64, what: &str) -> PathBuf {
 
 /// Writes the records of `sealed`, sorted by `(time, id)`, to a `.tmp` segment.
 pub fn write_sealed(dir: &Path, sealed: &Sealed, group_rows: usize) -> Result<PathBuf, StoreError> {
+    write_sealed_as(dir, sealed, group_rows, "flush")
+}
+
+/// [`write_sealed`] to a temporary file of its own `kind`: the writer's last flush at
+/// shutdown must not share a file with the flusher, which may be writing the same
+/// buffer at that moment.
+pub fn write_sealed_as(
+    dir: &Path,
+    sealed: &Sealed,
+    group_rows: usize,
+    kind: &str,
+) -> Result<PathBuf, StoreError> {
     std::fs::create_dir_all(dir.join(SEGMENT_DIR))
         .map_err(|e| StoreError::Failed(format!("cannot create the segment directory: {e}")))?;
     let mut rows: Vec<Row<'_>> = sealed
@@ -80,7 +92,7 @@ pub fn write_sealed(dir: &Path, sealed: &Sealed, group_rows: usize) -> Result<Pa
         .flat_map(|c| c.rows.iter().map(|(id, record)| Row { id: *id, record }))
         .collect();
     rows.sort_unstable_by_key(|r| (r.record.ts_us, r.id));
-    let path = tmp_path(dir, sealed.owner, "flush");
+    let path = tmp_path(dir, sealed.owner, kind);
     super::segment::write(&path, &rows, group_rows).map_err(failed)?;
     Ok(path)
 }

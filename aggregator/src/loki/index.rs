@@ -124,6 +124,7 @@ pub async fn series(
     loki: web::Data<Loki>,
 ) -> Result<HttpResponse, LokiError> {
     let run = async {
+        authorize(&req, &state)?;
         let p = Params::of(&req, &body)?;
         if p.all("match[]")
             .iter()
@@ -194,6 +195,7 @@ async fn volume_of(
 ) -> Result<HttpResponse, LokiError> {
     let run = async {
         let began = Instant::now();
+        authorize(&req, &state)?;
         let p0 = Params::of(&req, &body)?;
         let selector = parse_selector(p0.required("query")?)?;
         let (streams, p, start, end) =

@@ -10,18 +10,22 @@
 //! stored under the next attempt's id (`...#1`). An entry is thus skipped only when an
 //! identical one is stored.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::time::Instant;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
 use super::entry::{self, PushStream, MAX_ID_ATTEMPTS};
 use super::error::LokiError;
-use super::push::{self, PushError};
+use super::push::{self, Compression, Encoding, PushError};
 use super::request::{authorize, header};
 use super::stored::View;
 use super::Loki;
+use crate::batch;
+use crate::body::{self, Allowance, BodyError};
+use crate::ingest::{admission_refusal, body_status, ingest_slot, read_body, slots_busy};
 use crate::query::Order;
 use crate::record::Received;
 use crate::routes::State;
@@ -42,61 +46,111 @@ fn refused(e: PushError) -> LokiError {
     LokiError::new(e.status(), e.reason(), e.to_string())
 }
 
+fn body_refused(e: BodyError) -> LokiError {
+    LokiError::new(body_status(&e).as_u16(), e.reason(), e.to_string())
+}
+
+/// The same bounds as `POST /logs` (crate::ingest), in the same order: admission, the
+/// body within `BODY_READ_TIMEOUT` and the memory budget, then an ingest slot, then
+/// decoding within the budget and `MAX_RECORDS_PER_REQUEST`; the store is awaited in a
+/// task that holds all of them until the batch is settled.
 async fn run(
     req: &HttpRequest,
     mut payload: web::Payload,
-    state: &State,
-    loki: &Loki,
+    state: &web::Data<State>,
+    loki: &web::Data<Loki>,
 ) -> Result<HttpResponse, LokiError> {
     authorize(req, state)?;
     let encoding = push::encoding_of(header(req, header::CONTENT_TYPE)).map_err(refused)?;
     let compression =
         push::compression_of(header(req, header::CONTENT_ENCODING)).map_err(refused)?;
     let limit = state.max_body_bytes;
-    let too_large = || {
-        LokiError::new(
-            413,
-            "too_large",
-            format!("request body exceeds the limit of {limit} bytes"),
-        )
+    let too_large = BodyError::TooLarge {
+        limit,
+        decompressed: false,
     };
     let declared = header(req, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+        return Err(body_refused(too_large));
     }
-    let _slot = match tokio::time::timeout(state.limits.query_timeout, state.ingest_slots.acquire())
-        .await
-    {
-        Ok(Ok(permit)) => permit,
-        _ => return Err(LokiError::unavailable("ingest queue")),
-    };
-    let mut raw = web::BytesMut::with_capacity(declared.map_or(64 * 1024, |n| n as usize));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            LokiError::new(400, "read", format!("cannot read the request body: {e}"))
+    let admitted = state
+        .admission
+        .enter(req.peer_addr().map(|a| a.ip()))
+        .map_err(|e| {
+            let (reason, status) = admission_refusal(&e);
+            LokiError::new(status.as_u16(), reason, e.to_string())
         })?;
-        if raw.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        raw.extend_from_slice(&chunk);
-    }
+    let mut memory = state.budget.reservation();
+    let deadline = Instant::now() + state.limits.body_read_timeout;
+    let raw = read_body(&mut payload, limit, &mut memory, deadline, state)
+        .await
+        .map_err(body_refused)?;
     if raw.is_empty() {
         return Err(LokiError::new(400, "json", "empty request body"));
     }
-    let body = push::decompress(&raw, compression, limit).map_err(refused)?;
+    let Some(slot) = ingest_slot(state).await else {
+        return Err(LokiError::new(
+            503,
+            crate::metrics::REASON_UNAVAILABLE,
+            slots_busy(state),
+        ));
+    };
+    let body = match compression {
+        // Grown within the budget as it is decompressed.
+        Compression::Gzip => {
+            Cow::Owned(body::gunzip_within(&raw, limit, &mut memory).map_err(body_refused)?)
+        }
+        other => {
+            let body = push::decompress(&raw, other, limit).map_err(refused)?;
+            if let Cow::Owned(ref b) = body {
+                memory.take(b.capacity()).map_err(body_refused)?;
+            }
+            body
+        }
+    };
+    if encoding == Encoding::Protobuf {
+        // Snappy says how large the message is before it is decompressed.
+        if let Ok(len) = snap::raw::decompress_len(&body) {
+            memory.take(len.min(limit)).map_err(body_refused)?;
+        }
+    }
     let streams = push::decode(&body, encoding, limit).map_err(refused)?;
+    let total: usize = streams.iter().map(|s| s.entries.len()).sum();
+    let max_records = state.limits.max_records_per_request;
+    if total > max_records {
+        return Err(body_refused(BodyError::TooManyRecords {
+            limit: max_records,
+        }));
+    }
+    // What the entries and the records made of them hold, once the texts are gone.
+    let held: usize = streams
+        .iter()
+        .flat_map(|s| &s.entries)
+        .map(|e| 2 * batch::record_cost(e.line.len()))
+        .sum();
+    memory.give_back(memory.bytes());
     drop(body);
     drop(raw);
-    let total: usize = streams.iter().map(|s| s.entries.len()).sum();
-    if total > 0 {
-        let stored = store(&streams, state, loki).await?;
-        state.metrics.records_ingested.inc_by(stored);
-        state
-            .metrics
-            .records_duplicate
-            .inc_by(total as u64 - stored);
-        state.metrics.batch_records.observe(total as f64);
+    memory.take(held).map_err(body_refused)?;
+    if total == 0 {
+        return Ok(HttpResponse::NoContent().finish());
     }
+    let (task_state, task_loki) = (state.clone(), loki.clone());
+    let settled = actix_rt::spawn(async move {
+        let stored = store(&streams, &task_state, &task_loki).await;
+        drop((slot, memory, admitted));
+        stored
+    });
+    let stored = match settled.await {
+        Ok(stored) => stored?,
+        Err(_) => return Err(LokiError::unavailable("store writer")),
+    };
+    state.metrics.records_ingested.inc_by(stored);
+    state
+        .metrics
+        .records_duplicate
+        .inc_by(total as u64 - stored);
+    state.metrics.batch_records.observe(total as f64);
     Ok(HttpResponse::NoContent().finish())
 }
 

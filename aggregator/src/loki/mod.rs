@@ -35,10 +35,12 @@ pub mod tail;
 
 use std::time::Duration;
 
-use actix_web::web;
+use actix_web::http::Method;
+use actix_web::{web, Route};
 use prometheus::{IntCounter, Registry};
 use tokio::sync::Semaphore;
 
+use crate::routes::{endpoint, register, Endpoint};
 use exec::Limits;
 
 /// Queries (of any Loki kind) evaluated at once; more wait for a place, up to the
@@ -85,32 +87,62 @@ impl Loki {
     }
 }
 
+/// Every Loki endpoint, in the order of the OpenAPI description; a query endpoint takes
+/// its parameters from the query string or, as Loki does, from a POST's form body.
+pub fn endpoints() -> Vec<Endpoint> {
+    let both = |path: &'static str, to: fn() -> Route| {
+        [
+            endpoint(path, Method::GET, to().method(Method::GET)),
+            endpoint(path, Method::POST, to().method(Method::POST)),
+        ]
+    };
+    let mut all = vec![
+        endpoint("/ready", Method::GET, web::get().to(status::ready)),
+        endpoint(
+            "/loki/api/v1/push",
+            Method::POST,
+            web::post().to(ingest::push),
+        ),
+    ];
+    all.extend(both("/loki/api/v1/query_range", || {
+        web::route().to(query::query_range)
+    }));
+    all.extend(both("/loki/api/v1/query", || web::route().to(query::query)));
+    all.extend(both("/loki/api/v1/labels", || {
+        web::route().to(index::labels)
+    }));
+    all.extend(both("/loki/api/v1/label/{name}/values", || {
+        web::route().to(index::label_values)
+    }));
+    all.extend(both("/loki/api/v1/series", || {
+        web::route().to(index::series)
+    }));
+    all.extend(both("/loki/api/v1/index/stats", || {
+        web::route().to(index::stats)
+    }));
+    all.extend(both("/loki/api/v1/index/volume", || {
+        web::route().to(index::volume)
+    }));
+    all.extend(both("/loki/api/v1/index/volume_range", || {
+        web::route().to(index::volume_range)
+    }));
+    all.push(endpoint(
+        "/loki/api/v1/tail",
+        Method::GET,
+        web::get().to(tail::tail),
+    ));
+    all.push(endpoint(
+        "/loki/api/v1/status/buildinfo",
+        Method::GET,
+        web::get().to(status::buildinfo),
+    ));
+    all
+}
+
 /// Registers the Loki routes; `loki` is shared by every worker.
 pub fn routes(loki: web::Data<Loki>) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
-        cfg.app_data(loki.clone())
-            .route("/ready", web::get().to(status::ready))
-            .service(
-                web::scope("/loki/api/v1")
-                    .route("/push", web::post().to(ingest::push))
-                    .route("/query_range", web::get().to(query::query_range))
-                    .route("/query_range", web::post().to(query::query_range))
-                    .route("/query", web::get().to(query::query))
-                    .route("/query", web::post().to(query::query))
-                    .route("/labels", web::get().to(index::labels))
-                    .route("/labels", web::post().to(index::labels))
-                    .route("/label/{name}/values", web::get().to(index::label_values))
-                    .route("/label/{name}/values", web::post().to(index::label_values))
-                    .route("/series", web::get().to(index::series))
-                    .route("/series", web::post().to(index::series))
-                    .route("/index/stats", web::get().to(index::stats))
-                    .route("/index/stats", web::post().to(index::stats))
-                    .route("/index/volume", web::get().to(index::volume))
-                    .route("/index/volume", web::post().to(index::volume))
-                    .route("/index/volume_range", web::get().to(index::volume_range))
-                    .route("/index/volume_range", web::post().to(index::volume_range))
-                    .route("/tail", web::get().to(tail::tail))
-                    .route("/status/buildinfo", web::get().to(status::buildinfo)),
-            );
+        cfg.app_data(loki.clone());
+        register(cfg, endpoints());
     }
 }
