@@ -27,7 +27,7 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     debian_packages+=(prometheus)
 fi
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-    debian_packages+=(chromium chromium-driver)
+    debian_packages+=(chromium chromium-driver fonts-dejavu-core)
 fi
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     debian_packages+=(python3 python3-venv)
