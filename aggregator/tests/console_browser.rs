@@ -16,6 +16,7 @@
 
 mod common;
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use awc::http::StatusCode;
 use common::{get, post_ndjson, Aggregator};
 use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt;
 use serde_json::{json, Value};
 use shared::testkit::{free_port, tool_available};
 
@@ -195,7 +197,20 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(s, StatusCode::OK, "{body}");
     let driver = start_driver().await;
     let c = browser(&driver).await;
+    // The browser is closed whatever happens: chromedriver stopped alone would leave
+    // Chromium running.
+    let checked = AssertUnwindSafe(checks(&c, &agg, &records))
+        .catch_unwind()
+        .await;
+    let _ = c.close().await;
+    if let Err(failure) = checked {
+        std::panic::resume_unwind(failure);
+    }
+    println!("browser test took {:?}", started.elapsed());
+}
 
+async fn checks(c: &Client, agg: &Aggregator, records: &[Value]) {
+    let c = c.clone();
     // Search narrows the rows.
     c.goto(&agg.url("/?range=1h")).await.unwrap();
     let mut n = searched(&c, 0).await;
@@ -433,7 +448,4 @@ async fn the_console_in_a_real_browser() {
     c.goto(&agg.url("/?range=1h")).await.unwrap();
     searched(&c, 0).await;
     shot(&c, "8-phone").await;
-
-    c.close().await.unwrap();
-    println!("browser test took {:?}", started.elapsed());
 }
