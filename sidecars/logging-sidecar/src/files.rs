@@ -20,6 +20,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::batch::Ack;
@@ -52,6 +53,8 @@ pub enum Event {
 #[derive(Debug)]
 pub struct Chunk {
     pub key: FileKey,
+    /// The file's path when read.
+    pub source: Arc<str>,
     pub data: Vec<u8>,
     pub lines: Vec<Line>,
     pub position: Position,
@@ -366,6 +369,7 @@ impl FileSet {
             buf.truncate(split.consumed);
             return Some(Chunk {
                 key: t.key,
+                source: t.path.display().to_string().into(),
                 data: buf,
                 lines: split.lines,
                 position: Position {

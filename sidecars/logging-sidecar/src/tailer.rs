@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::batch::Ack;
+use crate::batch::Acked;
 use crate::enricher::{Enricher, LineBatch};
 use crate::fault::Fault;
 use crate::files::{Event, FileSet};
@@ -23,11 +23,6 @@ use crate::metrics::{Metrics, Readiness};
 
 /// Acknowledgements waiting for the tailer (at most one per batch in flight).
 pub const TAILER_MAILBOX: usize = 64;
-
-/// The aggregator stored everything before these positions.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Acked(pub Vec<Ack>);
 
 /// Stop reading (shutdown): what was read is still delivered and acknowledged.
 #[derive(Message)]
@@ -219,6 +214,7 @@ impl Handler<ReadStep> for Tailer {
             data: chunk.data,
             lines: chunk.lines,
             end_offset: position.end_offset,
+            source: chunk.source,
         });
         ctx.spawn(sent.into_actor(self).map(move |result, act, ctx| {
             act.sending = false;
