@@ -15,15 +15,19 @@
 //! `sidecar_rejected` (the reason). Blank lines (empty or ASCII whitespace only) carry
 //! nothing and are skipped, counted in the tally.
 //!
-//! `event_id` is `<SERVICE_NAME>-<fingerprint hex>-<offset hex>`: the same line read
-//! again, after a restart or a lost checkpoint, gets the same id, and the aggregator
-//! stores it once.
+//! `event_id` is the structured id of [`shared::event_id`]:
+//! `<SERVICE_NAME>:<stream>:<start>-<end>`, where the stream (16 hex digits) names one
+//! instance of one file (drawn when the sidecar first meets it, kept in the checkpoint)
+//! and `start-end` are the line's bytes in it. The same line read again, after a retry,
+//! a restart or a `kill -9`, gets the same id and is stored once; two different lines
+//! never share one, even when files start alike.
 
 use std::borrow::Cow;
 
 use shared::record_check::{check_record, Rejection};
 
-use crate::fingerprint::FileKey;
+use shared::event_id::{stream_name, StreamSpan};
+
 use crate::lines::Line;
 
 /// How each line of a batch came out, for the metrics.
@@ -53,11 +57,11 @@ impl Tally {
 /// The per-sidecar part of every record, rendered once.
 #[derive(Debug, Clone)]
 pub struct Splicer {
-    /// `","sidecar_forwarded_by":"…","environment":"…","event_id":"<service>-`
+    /// `","sidecar_forwarded_by":"…","environment":"…","event_id":"<service>:`
     forwarded_env_id: Vec<u8>,
     /// `{"service":"…",` for lines that are not JSON.
     service_field: Vec<u8>,
-    /// Length of `<service>-` at the end of `forwarded_env_id`.
+    /// Length of `<service>:` at the end of `forwarded_env_id`.
     id_prefix_len: usize,
 }
 
@@ -71,7 +75,7 @@ impl Splicer {
         forwarded_env_id.extend_from_slice(b",\"event_id\":\"");
         // A service name is checked at start to be [A-Za-z0-9._-], so it needs no escaping.
         forwarded_env_id.extend_from_slice(service_name.as_bytes());
-        forwarded_env_id.push(b'-');
+        forwarded_env_id.push(b':');
         let mut service_field = b"{\"service\":".to_vec();
         json_string(&mut service_field, service_name);
         service_field.push(b',');
@@ -90,13 +94,13 @@ impl Splicer {
     /// refuse a batch.
     pub fn enrich(
         &self,
-        key: &FileKey,
+        stream: u64,
         data: &[u8],
         lines: &[Line],
         timestamp: &str,
         out: &mut Vec<u8>,
     ) -> Tally {
-        self.enrich_within(key, data, lines, timestamp, usize::MAX, usize::MAX, out)
+        self.enrich_within(stream, data, lines, timestamp, usize::MAX, usize::MAX, out)
             .0
     }
 
@@ -106,7 +110,7 @@ impl Splicer {
     #[allow(clippy::too_many_arguments)]
     pub fn enrich_within(
         &self,
-        key: &FileKey,
+        stream: u64,
         data: &[u8],
         lines: &[Line],
         timestamp: &str,
@@ -120,7 +124,7 @@ impl Splicer {
         for (i, line) in lines.iter().enumerate() {
             let mark = out.len();
             let mut t = Tally::default();
-            self.enrich_line(key, data, line, timestamp, out, &mut t);
+            self.enrich_line(stream, data, line, timestamp, out, &mut t);
             if tally.records > 0
                 && (tally.records + t.records > max_records || out.len() - start > max_bytes)
             {
@@ -134,7 +138,7 @@ impl Splicer {
 
     fn enrich_line(
         &self,
-        key: &FileKey,
+        stream: u64,
         data: &[u8],
         line: &Line,
         timestamp: &str,
@@ -168,7 +172,7 @@ impl Splicer {
                 if invalid {
                     out.extend_from_slice(b"\"sidecar_invalid_utf8\":true,");
                 }
-                self.finish(out, key, line.offset, timestamp);
+                self.finish(out, stream, line, timestamp);
                 // Every part written is UTF-8, so this only fails on a bug.
                 let record = std::str::from_utf8(&out[mark..out.len() - 1])
                     .map_err(|e| Rejection::Json(e.to_string()));
@@ -197,18 +201,21 @@ impl Splicer {
             if line.truncated {
                 out.extend_from_slice(b"\"sidecar_truncated\":true,");
             }
-            self.finish(out, key, line.offset, timestamp);
+            self.finish(out, stream, line, timestamp);
         }
     }
 
     /// The sidecar's fields, the record's closing brace and its newline.
-    fn finish(&self, out: &mut Vec<u8>, key: &FileKey, offset: u64, timestamp: &str) {
+    fn finish(&self, out: &mut Vec<u8>, stream: u64, line: &Line, timestamp: &str) {
         out.extend_from_slice(b"\"sidecar_timestamp\":\"");
         out.extend_from_slice(timestamp.as_bytes());
         out.extend_from_slice(&self.forwarded_env_id);
-        push_hex(out, key.fingerprint);
+        push_stream(out, stream);
+        out.push(b':');
+        let (start, end) = span(line);
+        push_hex(out, start);
         out.push(b'-');
-        push_hex(out, offset);
+        push_hex(out, end);
         out.extend_from_slice(b"\"}\n");
     }
 
@@ -268,13 +275,26 @@ pub fn id_of_record(record: &[u8]) -> Option<&[u8]> {
 
 /// The file offset of the line an `event_id` of this sidecar names.
 pub fn offset_of_id(id: &[u8]) -> Option<u64> {
-    let at = id.iter().rposition(|b| *b == b'-')?;
-    u64::from_str_radix(std::str::from_utf8(&id[at + 1..]).ok()?, 16).ok()
+    let span = StreamSpan::parse(std::str::from_utf8(id).ok()?)?;
+    Some(span.start)
 }
 
-/// The `event_id` [`Splicer::enrich`] gives the line at `offset` of the file `key`.
-pub fn event_id(service_name: &str, key: &FileKey, offset: u64) -> String {
-    format!("{service_name}-{:x}-{offset:x}", key.fingerprint)
+/// The byte interval of its stream a line's record covers: the line's own bytes (its
+/// newline and `\r` excluded; a record is never blank, so never empty). Records of
+/// one stream never overlap, and a line read again covers the same interval.
+pub fn span(line: &Line) -> (u64, u64) {
+    (line.offset, line.offset + u64::from(line.len.max(1)))
+}
+
+/// The `event_id` [`Splicer::enrich`] gives `line` of the file instance `stream`.
+pub fn event_id(service_name: &str, stream: u64, line: &Line) -> String {
+    let (start, end) = span(line);
+    StreamSpan {
+        stream: &stream_name(service_name, stream),
+        start,
+        end,
+    }
+    .to_id()
 }
 
 /// For what looks like a JSON object, its text up to (not including) the closing brace;
@@ -292,6 +312,14 @@ fn has_members(body: &[u8]) -> bool {
 fn json_string(out: &mut Vec<u8>, s: &str) {
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// A stream as 16 lowercase hex digits, as [`shared::event_id`] requires.
+fn push_stream(out: &mut Vec<u8>, stream: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(DIGITS[((stream >> (shift * 4)) & 15) as usize]);
+    }
 }
 
 fn push_hex(out: &mut Vec<u8>, mut n: u64) {
@@ -314,11 +342,7 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
-    const KEY: FileKey = FileKey {
-        dev: 1,
-        ino: 2,
-        fingerprint: 0xabc,
-    };
+    const STREAM: u64 = 0xabc;
 
     fn enrich_lines(lines: &[(&[u8], bool)]) -> (Vec<Value>, Tally) {
         let splicer = Splicer::new("user-service", "user-service-logging-sidecar", "test");
@@ -335,7 +359,7 @@ mod tests {
             data.push(b'\n');
         }
         let mut out = Vec::new();
-        let tally = splicer.enrich(&KEY, &data, &spans, "2026-01-02T03:04:05.006Z", &mut out);
+        let tally = splicer.enrich(STREAM, &data, &spans, "2026-01-02T03:04:05.006Z", &mut out);
         let text = String::from_utf8(out).expect("output is UTF-8");
         assert!(text.ends_with('\n'));
         let records = text
@@ -354,11 +378,20 @@ mod tests {
             json!({"timestamp":"t","service":"user-service","level":"INFO","message":"hi",
                 "sidecar_timestamp":"2026-01-02T03:04:05.006Z",
                 "sidecar_forwarded_by":"user-service-logging-sidecar",
-                "environment":"test","event_id":"user-service-abc-3e8"})
+                "environment":"test","event_id":"user-service:0000000000000abc:3e8-430"})
         );
         assert_eq!(
             records[1]["event_id"],
-            event_id("user-service", &KEY, 1000 + first.len() as u64 + 1)
+            event_id(
+                "user-service",
+                STREAM,
+                &Line {
+                    start: 0,
+                    len: 6,
+                    offset: 1000 + first.len() as u64 + 1,
+                    truncated: false
+                }
+            )
         );
         assert_eq!(tally.not_json, 0);
     }
@@ -423,10 +456,10 @@ mod tests {
             offset: 0x1234,
             truncated: false,
         };
-        splicer.enrich(&KEY, data, &[line], "2026-01-02T03:04:05.006Z", &mut out);
+        splicer.enrich(STREAM, data, &[line], "2026-01-02T03:04:05.006Z", &mut out);
         let record = &out[..out.len() - 1];
         let id = id_of_record(record).unwrap();
-        assert_eq!(id, event_id("user-service", &KEY, 0x1234).as_bytes());
+        assert_eq!(id, event_id("user-service", STREAM, &line).as_bytes());
         assert_eq!(offset_of_id(id), Some(0x1234));
         let again = splicer.rewrite_rejected(record, 400, "2026-01-02T03:04:06.000Z");
         assert!(again.ends_with(b"\"}\n"));

@@ -31,6 +31,8 @@ pub const ENRICHER_MAILBOX: usize = 2;
 #[rtype(result = "Result<(), Refused>")]
 pub struct LineBatch {
     pub key: FileKey,
+    /// The file instance's stream, for the `event_id`s.
+    pub stream: u64,
     pub data: Vec<u8>,
     pub lines: Vec<Line>,
     /// The file offset after the last byte of this chunk.
@@ -114,7 +116,7 @@ impl Handler<LineBatch> for Enricher {
             loop {
                 let mut body = Vec::new();
                 let (tally, taken) = splicer.enrich_within(
-                    &msg.key,
+                    msg.stream,
                     &msg.data,
                     &msg.lines[at..],
                     &timestamp,

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::batch::Ack;
-use crate::checkpoint::{CheckpointError, Checkpoints};
+use crate::checkpoint::{CheckpointError, Checkpoints, Saved};
 use crate::fingerprint::{self, FileKey};
 use crate::lines::{self, Line};
 
@@ -53,6 +53,8 @@ pub enum Event {
 #[derive(Debug)]
 pub struct Chunk {
     pub key: FileKey,
+    /// The file instance's stream, for its lines' `event_id`s.
+    pub stream: u64,
     /// The file's path when read.
     pub source: Arc<str>,
     pub data: Vec<u8>,
@@ -71,6 +73,9 @@ pub struct Position {
 #[derive(Debug)]
 struct Tracked {
     key: FileKey,
+    stream: u64,
+    /// Its stream is in the checkpoint file on disk: only then may its lines be sent.
+    durable: bool,
     path: PathBuf,
     file: Option<File>,
     read_offset: u64,
@@ -199,14 +204,35 @@ impl FileSet {
                     continue;
                 }
             }
-            let saved = self.checkpoints.get(&key).filter(|o| *o <= meta.len());
-            let offset = saved.unwrap_or(0);
+            let (offset, stream, durable) = match self.checkpoints.get(&key) {
+                Some(saved) if still_the_same(&file, saved) => (saved.offset, saved.stream, true),
+                known => {
+                    if known.is_some() {
+                        // Same inode and first line, other content: rewritten while the
+                        // sidecar was down. A new instance, with a stream of its own.
+                        events.push(Event::Truncated { path: path.clone() });
+                    }
+                    let stream = fingerprint::new_stream(&key);
+                    self.checkpoints.register(
+                        key,
+                        Saved {
+                            offset: 0,
+                            path: path.clone(),
+                            stream,
+                            tail: None,
+                        },
+                    );
+                    (0, stream, false)
+                }
+            };
             events.push(Event::Opened {
                 path: path.clone(),
                 offset,
             });
             self.files.push(Tracked {
                 key,
+                stream,
+                durable,
                 path,
                 file: Some(file),
                 read_offset: offset,
@@ -217,6 +243,12 @@ impl FileSet {
                 last_growth: now,
                 rotated_at: None,
             });
+        }
+        // New streams reach the disk before any of their lines is sent.
+        if self.files.iter().any(|t| !t.durable) && self.checkpoints.save().is_ok() {
+            for t in &mut self.files {
+                t.durable = true;
+            }
         }
         // 3. Files no longer named: rotated; closed once drained and quiet.
         let settings = &self.settings;
@@ -257,15 +289,16 @@ impl FileSet {
     /// reads their rest before anything newer. Entries whose file is gone are dropped.
     pub fn recover(&mut self, now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
-        let missing: Vec<(FileKey, u64, PathBuf)> = self
+        let missing: Vec<(FileKey, Saved)> = self
             .checkpoints
             .iter()
-            .filter(|(k, _, _)| !self.files.iter().any(|t| t.key == **k))
-            .map(|(k, o, p)| (*k, o, p.to_owned()))
+            .filter(|(k, _)| !self.files.iter().any(|t| t.key == **k))
+            .map(|(k, saved)| (*k, saved.clone()))
             .collect();
-        for (key, offset, last_path) in missing {
+        for (key, saved) in missing {
+            let (offset, last_path) = (saved.offset, saved.path.clone());
             match find_in_dir(&last_path, &key) {
-                Some((path, file, size)) if size > offset => {
+                Some((path, file, size)) if size > offset && still_the_same(&file, &saved) => {
                     events.push(Event::Recovered {
                         path: path.clone(),
                         offset,
@@ -274,6 +307,8 @@ impl FileSet {
                         0,
                         Tracked {
                             key,
+                            stream: saved.stream,
+                            durable: true,
                             path,
                             file: Some(file),
                             read_offset: offset,
@@ -318,6 +353,9 @@ impl FileSet {
         for i in order {
             let t = &mut self.files[i];
             let Some(file) = &t.file else { continue };
+            if !t.durable {
+                continue;
+            }
             // A stat is cheaper than allocating a buffer to learn that nothing is new.
             if file.metadata().is_ok_and(|m| m.len() <= t.read_offset) {
                 t.partial = None;
@@ -369,6 +407,7 @@ impl FileSet {
             buf.truncate(split.consumed);
             return Some(Chunk {
                 key: t.key,
+                stream: t.stream,
                 source: t.path.display().to_string().into(),
                 data: buf,
                 lines: split.lines,
@@ -401,7 +440,11 @@ impl FileSet {
             if ack.offset > t.committed {
                 t.committed = ack.offset;
             }
-            self.checkpoints.advance(t.key, t.committed, &t.path);
+            let tail = t
+                .file
+                .as_ref()
+                .and_then(|f| fingerprint::tail_hash(f, t.committed).ok().flatten());
+            self.checkpoints.advance(t.key, t.committed, tail, &t.path);
             if t.file.is_none() && t.committed >= t.read_offset {
                 done.push(t.key);
             }
@@ -435,6 +478,19 @@ impl FileSet {
 
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
+    }
+}
+
+/// Whether `file` still holds, before the saved offset, the bytes it held when
+/// checkpointed (a checkpoint without a tail hash is taken on trust).
+fn still_the_same(file: &File, saved: &Saved) -> bool {
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if saved.offset > len {
+        return false;
+    }
+    match saved.tail {
+        None => true,
+        Some(tail) => fingerprint::tail_hash(file, saved.offset).ok().flatten() == Some(tail),
     }
 }
 

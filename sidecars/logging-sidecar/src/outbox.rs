@@ -481,7 +481,7 @@ mod tests {
             data.push(b'\n');
         }
         let mut body = Vec::new();
-        let t = splicer().enrich(&KEY, &data, &spans, "t", &mut body);
+        let t = splicer().enrich(0xf00, &data, &spans, "t", &mut body);
         Piece {
             body,
             records: t.records,

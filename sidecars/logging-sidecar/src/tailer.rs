@@ -211,6 +211,7 @@ impl Handler<ReadStep> for Tailer {
         self.sending = true;
         let sent = self.enricher.send(LineBatch {
             key: chunk.key,
+            stream: chunk.stream,
             data: chunk.data,
             lines: chunk.lines,
             end_offset: position.end_offset,

@@ -257,7 +257,11 @@ impl Rig {
     }
 
     /// Makes the counting sink refuse (400) any body holding `text`, or stop refusing.
-    pub async fn sink_refuse(&self, text: Option<&str>) {
+    pub async fn sink_refuse(&mut self, text: Option<&str>) {
+        self.receiver_proc
+            .wait_ready(&format!("{}/health", self.receiver_url), DEADLINE)
+            .await
+            .unwrap();
         let res = self
             .client
             .post(format!("{}/control", self.receiver_url))
