@@ -29,7 +29,7 @@ use crate::fingerprint::{self, FileKey};
 use crate::lines::{self, Line};
 
 mod copies;
-use copies::CopyCheck;
+use copies::{CopyCheck, Origin};
 
 /// How files are read.
 #[derive(Debug, Clone)]
@@ -91,6 +91,8 @@ pub struct Position {
     pub key: FileKey,
     pub end_offset: u64,
     pub skipping: bool,
+    /// Hash of the (up to 64) bytes before `end_offset`, to recognise a copy.
+    pub tail: u64,
 }
 
 #[derive(Debug)]
@@ -99,6 +101,8 @@ struct Tracked {
     stream: u64,
     /// Its stream is in the checkpoint file on disk: only then may its lines be sent.
     durable: bool,
+    /// Hash of the bytes before `read_offset`, once something was read.
+    read_tail: Option<u64>,
     path: PathBuf,
     file: Option<File>,
     read_offset: u64,
@@ -122,9 +126,9 @@ pub struct FileSet {
     /// Where the round-robin over current files starts next, so that with a glob one
     /// busy file cannot starve the others.
     turn: usize,
-    /// Files truncated in place lately, with what was saved of them: a copy made of
-    /// one before the truncation continues its stream ([`FileSet::copy_source`]).
-    truncated: Vec<(FileKey, Saved, Instant)>,
+    /// Files truncated in place lately: a copy made of one before the truncation
+    /// continues its stream ([`FileSet::copy_source`]).
+    truncated: Vec<(Origin, Instant)>,
     /// New files that start like a known file but are shorter than its saved offset:
     /// perhaps a copy still being written. Held back until they are long enough or the
     /// rotate wait has passed.
@@ -191,9 +195,9 @@ impl FileSet {
                 });
                 let key = t.key;
                 // Kept a while: a copy of what it held (copytruncate) continues it.
-                if let Some(saved) = self.checkpoints.get(&key) {
-                    self.truncated.push((key, saved.clone(), now));
-                }
+                let mut origin = Origin::of(t, self.checkpoints.get(&key));
+                origin.truncated_at = Some(std::time::SystemTime::now());
+                self.truncated.push((origin, now));
                 self.checkpoints.reset(&key);
                 self.files.remove(i);
                 continue;
@@ -267,8 +271,10 @@ impl FileSet {
                     continue;
                 }
             }
-            let (offset, stream, durable) = match self.checkpoints.get(&key) {
-                Some(saved) if still_the_same(&file, saved) => (saved.offset, saved.stream, true),
+            let (offset, stream, tail, durable) = match self.checkpoints.get(&key) {
+                Some(saved) if still_the_same(&file, saved) => {
+                    (saved.offset, saved.stream, saved.tail, true)
+                }
                 known => {
                     if known.is_some() {
                         // Same inode and first line, other content: rewritten while the
@@ -298,7 +304,7 @@ impl FileSet {
                             tail,
                         },
                     );
-                    (offset, stream, false)
+                    (offset, stream, tail, false)
                 }
             };
             events.push(Event::Opened {
@@ -309,6 +315,7 @@ impl FileSet {
                 key,
                 stream,
                 durable,
+                read_tail: tail,
                 path,
                 file: Some(file),
                 read_offset: offset,
@@ -389,6 +396,7 @@ impl FileSet {
                             key,
                             stream: saved.stream,
                             durable: true,
+                            read_tail: saved.tail,
                             path,
                             file: Some(file),
                             read_offset: offset,
@@ -485,6 +493,18 @@ impl FileSet {
                 continue;
             }
             buf.truncate(split.consumed);
+            // The same hash as `fingerprint::tail_hash` at the end of the chunk.
+            let tail = if buf.len() as u64 >= fingerprint::TAIL_BYTES || t.read_offset == 0 {
+                fingerprint::fnv1a(
+                    &buf[buf.len().saturating_sub(fingerprint::TAIL_BYTES as usize)..],
+                )
+            } else {
+                let end = t.read_offset + buf.len() as u64;
+                fingerprint::tail_hash(file, end)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            };
             return Some(Chunk {
                 key: t.key,
                 stream: t.stream,
@@ -495,6 +515,7 @@ impl FileSet {
                     key: t.key,
                     end_offset: t.read_offset + split.consumed as u64,
                     skipping: split.skipping,
+                    tail,
                 },
             });
         }
@@ -505,6 +526,7 @@ impl FileSet {
     pub fn handed_over(&mut self, position: Position) {
         if let Some(t) = self.files.iter_mut().find(|t| t.key == position.key) {
             t.read_offset = position.end_offset;
+            t.read_tail = Some(position.tail);
             t.skipping = position.skipping;
         }
     }

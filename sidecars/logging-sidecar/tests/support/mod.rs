@@ -57,6 +57,8 @@ fn spawn_receiver(receiver: &Receiver, port: u16, dir: &Path) -> Process {
                 ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
                 ("DATA_DIR", dir.join("data").display().to_string()),
                 ("AGGREGATOR_TOKEN", TOKEN.to_owned()),
+                // The test lines are dated 2026-01-01: kept whatever their age.
+                ("RETENTION_MAX_AGE", "0".to_owned()),
             ],
             dir,
         ),
@@ -179,6 +181,11 @@ impl Rig {
             );
             actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Sends `signal` to the receiver (SIGSTOP / SIGCONT to freeze and thaw it).
+    pub fn signal_receiver(&self, signal: i32) {
+        self.receiver_proc.signal(signal);
     }
 
     pub fn kill_sidecar(&mut self) {
