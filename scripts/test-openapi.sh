@@ -63,9 +63,13 @@ say "schemathesis against $base/openapi.json (at most $max_examples examples per
 # state (a cursor belongs to the order it was returned for; a search needs a letter or
 # a digit, and at most QUERY_MAX_TERMS words). Such requests get a 400 naming the
 # problem, which the other checks hold to the schema.
+# GET /logs/tail is left out: its answer is an event stream that stays open until the
+# client leaves, which a request timeout would count as a failure; the aggregator's
+# tests (tests/console.rs) check its events, errors and resumption instead.
 status=0
 "$venv/bin/schemathesis" run "$base/openapi.json" \
     --checks all \
+    --exclude-operation-id tail \
     --exclude-checks positive_data_acceptance \
     --header "Authorization: Bearer $token" \
     --max-examples "$max_examples" \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command. On a fresh machine it installs what the tests need
-# (Prometheus's promtool and server, and python3-venv, from Debian's packages; then
+# (Prometheus's promtool and server, Chromium and its WebDriver for the web console's
+# browser test, and python3-venv, from Debian's packages; then
 # pyarrow and schemathesis from PyPI in venvs under target/, and cargo-fuzz from
 # crates.io), runs the whole Rust test
 # suite, the aggregator's OpenAPI check (scripts/test-openapi.sh, about a minute), a
@@ -25,12 +26,15 @@ debian_packages=()
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
     debian_packages+=(prometheus)
 fi
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    debian_packages+=(chromium chromium-driver)
+fi
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     debian_packages+=(python3 python3-venv)
 fi
 if [[ ${#debian_packages[@]} -gt 0 ]]; then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-        say "Installing Debian's packages ${debian_packages[*]} (promtool and the Prometheus server for the metrics tests, python3-venv for schemathesis)..."
+        say "Installing Debian's packages ${debian_packages[*]} (promtool and the Prometheus server for the metrics tests, Chromium for the console's browser test, python3-venv for schemathesis)..."
         apt-get update -qq >/dev/null
         apt-get install -y -qq --no-install-recommends "${debian_packages[@]}" >/dev/null
     elif [[ $require == 1 ]]; then

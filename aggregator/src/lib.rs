@@ -30,6 +30,7 @@ pub mod auth;
 pub mod batch;
 pub mod body;
 pub mod config;
+pub mod console;
 pub mod embedded;
 pub mod ingest;
 pub mod loki;

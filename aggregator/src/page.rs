@@ -1,63 +1,32 @@
-//! The page a browser gets at `GET /`: a search form over `GET /logs`, nothing more.
+//! The page a browser gets at `GET /`: the web console (search, volume histogram,
+//! facets, live tail, service overview, request view), described in `docs/console.md`.
 //!
-//! It is static and self-contained (no external script or style), and it renders
-//! records with `textContent`, so a log line can never inject markup.
+//! It is one static, self-contained file (no external script, style or font, so it works
+//! offline) reading `GET /logs`, `GET /logs/volume` and `GET /logs/tail`. It renders
+//! every value of a record with `textContent` or as an attribute, never as markup, so a
+//! log line can never inject any.
 
-pub const HTML: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>log-aggregator</title>
-<style>
-body { font: 14px system-ui, sans-serif; margin: 1.5rem; }
-form { display: flex; flex-wrap: wrap; gap: .5rem; margin-bottom: 1rem; }
-input, select, button { font: inherit; padding: .25rem .4rem; }
-pre { background: #f5f5f5; padding: .4rem; margin: .2rem 0; white-space: pre-wrap; word-break: break-all; }
-#status { color: #555; }
-</style>
-</head>
-<body>
-<h1>log-aggregator</h1>
-<form id="f">
-  <input name="q" placeholder="text search">
-  <input name="service" placeholder="service">
-  <input name="level" placeholder="level">
-  <input name="request_id" placeholder="request id">
-  <input name="limit" placeholder="limit" size="5">
-  <select name="order"><option>desc</option><option>asc</option></select>
-  <input name="token" type="password" placeholder="bearer token (if set)">
-  <button>Search</button> <button type="button" id="more" disabled>Next page</button>
-</form>
-<div id="status"></div>
-<div id="logs"></div>
-<script>
-let cursor = null;
-const form = document.getElementById('f');
-async function load(next) {
-  const data = new FormData(form);
-  const params = new URLSearchParams();
-  for (const [k, v] of data) { if (v && k !== 'token') params.set(k, v); }
-  if (next && cursor) params.set('cursor', cursor);
-  const headers = {};
-  if (data.get('token')) headers['Authorization'] = 'Bearer ' + data.get('token');
-  const res = await fetch('/logs?' + params, { headers });
-  const body = await res.json();
-  const logs = document.getElementById('logs');
-  if (!next) logs.replaceChildren();
-  if (!res.ok) { document.getElementById('status').textContent = body.error; return; }
-  document.getElementById('status').textContent = body.total + ' matching records';
-  for (const log of body.logs) {
-    const pre = document.createElement('pre');
-    pre.textContent = JSON.stringify(log);
-    logs.appendChild(pre);
-  }
-  cursor = body.next_cursor;
-  document.getElementById('more').disabled = !cursor;
+pub const HTML: &str = include_str!("console/page.html");
+
+/// The page stays small enough to load at once on a slow link.
+pub const MAX_BYTES: usize = 150 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_is_small_and_self_contained() {
+        assert!(HTML.len() < MAX_BYTES, "{} bytes", HTML.len());
+        let lower = HTML.to_ascii_lowercase();
+        for external in ["http://", "https://", " src=", "@import", " url(", ":url("] {
+            // The SVG namespace is a name, not a resource that is fetched.
+            let found = lower
+                .match_indices(external)
+                .filter(|(i, _)| !lower[*i..].starts_with("http://www.w3.org/2000/svg"))
+                .count();
+            assert_eq!(found, 0, "{external}");
+        }
+        assert!(!HTML.contains("innerHTML"), "records are rendered as text");
+    }
 }
-form.addEventListener('submit', e => { e.preventDefault(); load(false); });
-document.getElementById('more').addEventListener('click', () => load(true));
-load(false);
-</script>
-</body>
-</html>
-"#;

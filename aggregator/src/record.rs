@@ -114,6 +114,27 @@ pub fn parse(text: &str, received: &Received) -> Result<Record, RecordError> {
     })
 }
 
+/// The fields of a stored record that `GET /logs` filters on, read exactly as [`parse`]
+/// read them when the record came in (level upper-cased, numbers written out).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Indexed {
+    pub service: Option<String>,
+    pub level: Option<String>,
+    pub request_id: Option<String>,
+    pub message: Option<String>,
+}
+
+/// [`Indexed`] of a stored body; `None` for a text that is not a JSON object.
+pub fn indexed(body: &str) -> Option<Indexed> {
+    let fields: Fields<'_> = serde_json::from_str(body).ok()?;
+    Some(Indexed {
+        service: fields.service.map(Cow::into_owned),
+        level: fields.level.map(|l| l.to_ascii_uppercase()),
+        request_id: fields.request_id.map(Cow::into_owned),
+        message: fields.message.map(Cow::into_owned),
+    })
+}
+
 /// `{...}` → `{..., "aggregator_received_at": "..."}` on the text itself.
 fn splice_received_at(object: &str, received: &Received) -> String {
     // `object` is a valid JSON object, so it ends with `}`.

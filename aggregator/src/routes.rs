@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use crate::admission::{Admission, MemoryBudget};
 use crate::auth::{self, AuthError};
 use crate::config::Limits;
+use crate::console;
 use crate::ingest::post_logs;
 use crate::metrics::{self, Metrics};
 use crate::page;
@@ -48,6 +49,10 @@ pub struct State {
     pub budget: Arc<MemoryBudget>,
     /// Read bodies being decoded, parsed and stored at once.
     pub ingest_slots: Arc<Semaphore>,
+    /// The live feed and recent records behind `GET /logs/tail`.
+    pub hub: Arc<crate::console::hub::Hub>,
+    /// `GET /logs/tail` streams open at once.
+    pub tails: Arc<Semaphore>,
 }
 
 impl State {
@@ -71,6 +76,8 @@ impl State {
                 metrics.ingest_memory.clone(),
             ),
             ingest_slots: Arc::new(Semaphore::new(limits.ingest_slots)),
+            hub: Arc::default(),
+            tails: Arc::new(Semaphore::new(crate::console::tail::MAX_TAILS)),
             limits,
         }
     }
@@ -105,6 +112,16 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint("/logs", Method::POST, web::post().to(post_logs)),
         endpoint("/logs", Method::GET, web::get().to(get_logs)),
         endpoint("/logs/count", Method::GET, web::get().to(count)),
+        endpoint(
+            "/logs/volume",
+            Method::GET,
+            web::get().to(console::volume::volume),
+        ),
+        endpoint(
+            "/logs/tail",
+            Method::GET,
+            web::get().to(console::tail::tail),
+        ),
         endpoint("/logs/clear", Method::POST, web::post().to(clear)),
     ]
 }
@@ -401,6 +418,8 @@ async fn index(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
             {"method": "POST", "path": "/logs", "description": "store logs: a JSON object, an array of objects (application/json) or NDJSON (application/x-ndjson); gzip accepted; answers {status, accepted, duplicates} once durable"},
             {"method": "GET", "path": "/logs", "description": "query logs: service, level, request_id, since, until (RFC 3339), q (text), limit, order (asc|desc), cursor; answers {total, logs, next_cursor}"},
             {"method": "GET", "path": "/logs/count", "description": "records stored: {total_logs, by_service, by_level}"},
+            {"method": "GET", "path": "/logs/volume", "description": "records per time bucket over the filters of GET /logs, with step (e.g. 1m) and by (level|service); also the facets and per-service request rate, 4xx/5xx and latency p50/p99 of the same records"},
+            {"method": "GET", "path": "/logs/tail", "description": "Server-Sent Events: each new record matching the filters of GET /logs, as it is acknowledged; resumable with Last-Event-ID"},
             {"method": "POST", "path": "/logs/clear", "description": "delete every record: {status, cleared}"},
             {"method": "GET", "path": "/health", "description": "{status, service, logs_stored}"},
             {"method": "GET", "path": "/metrics", "description": "Prometheus metrics"},

@@ -59,6 +59,7 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
         StoreKind::Sqlite => Store::new(Sqlite::start(&config, &metrics)?),
     };
     let state = web::Data::new(State::new(store.clone(), metrics, &config));
+    let tails = state.hub.clone();
     let loki = web::Data::new(crate::loki::Loki::register(&registry).context("register metrics")?);
     let registry = web::Data::new(registry);
     // actix-web's limit is per worker.
@@ -103,8 +104,17 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
             }
         }
     });
+    // An open live tail is a request that never finishes by itself: on the signal its
+    // stream ends, so that the graceful stop does not wait SHUTDOWN_GRACE for it.
+    let hub = tails.clone();
+    let closer = actix_rt::spawn(async move {
+        if startup::signal().await.is_ok() {
+            hub.close();
+        }
+    });
     let result = startup::until_signal(server.run()).await;
     // Every request has finished: stop the store's threads so its files close cleanly.
+    closer.abort();
     watchdog.abort();
     store.stop();
     result.context("HTTP server")
