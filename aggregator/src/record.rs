@@ -11,6 +11,7 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use shared::record_check::{check_record, Rejection};
 
 /// The field the aggregator adds to every stored record.
 pub const RECEIVED_AT: &str = "aggregator_received_at";
@@ -66,21 +67,30 @@ pub enum RecordError {
     Json(String),
     #[error("expected a JSON object, found {0}")]
     NotObject(&'static str),
+    #[error("a record without a single field")]
+    EmptyObject,
+    #[error("event_id must be a string")]
+    EventIdNotString,
+}
+
+impl From<Rejection> for RecordError {
+    fn from(r: Rejection) -> RecordError {
+        match r {
+            Rejection::Json(m) => RecordError::Json(m),
+            Rejection::NotObject(what) => RecordError::NotObject(what),
+            Rejection::EmptyObject => RecordError::EmptyObject,
+            Rejection::EventIdNotString => RecordError::EventIdNotString,
+        }
+    }
 }
 
 /// Parses one JSON object (surrounding whitespace allowed) into a [`Record`].
+///
+/// The rules a record must meet are [`shared::record_check`]'s, the ones the logging
+/// sidecar applies before sending: checked first, whole, then the indexed fields read.
 pub fn parse(text: &str, received: &Received) -> Result<Record, RecordError> {
+    check_record(text)?;
     let text = text.trim();
-    match text.as_bytes().first() {
-        Some(b'{') => {}
-        None => return Err(RecordError::NotObject("nothing")),
-        Some(b'[') => return Err(RecordError::NotObject("an array")),
-        Some(b'"') => return Err(RecordError::NotObject("a string")),
-        Some(b'n') => return Err(RecordError::NotObject("null")),
-        Some(b't' | b'f') => return Err(RecordError::NotObject("a boolean")),
-        Some(b'-' | b'0'..=b'9') => return Err(RecordError::NotObject("a number")),
-        Some(_) => return Err(RecordError::Json("expected a JSON object".to_owned())),
-    }
     let fields: Fields<'_> =
         serde_json::from_str(text).map_err(|e| RecordError::Json(e.to_string()))?;
     let ts_us = fields
@@ -314,14 +324,14 @@ mod tests {
 
     #[test]
     fn odd_but_valid_objects() {
-        let r = parse("{}", &received()).unwrap();
+        let r = parse(r#"{ "a" : 1 }"#, &received()).unwrap();
         assert_eq!(
             r.body,
-            r#"{"aggregator_received_at":"2024-05-01T10:00:00.000000Z"}"#
+            r#"{ "a" : 1,"aggregator_received_at":"2024-05-01T10:00:00.000000Z"}"#
         );
         assert_eq!(r.ts_us, received().us);
         let r = parse(
-            r#"{"event_id":42,"service":null,"message":"a\"b"}"#,
+            r#"{"event_id":"42","service":null,"message":"a\"b"}"#,
             &received(),
         )
         .unwrap();
@@ -357,7 +367,22 @@ mod tests {
                 "{text}"
             );
         }
-        for text in [r#"{"a":}"#, r#"{"a":1} x"#, r#"{"a":1"#, "{'a':1}"] {
+        assert_eq!(parse("{}", &received()), Err(RecordError::EmptyObject));
+        // A numeric id and the same digits as a string must never dedupe each other.
+        assert_eq!(
+            parse(r#"{"event_id":42}"#, &received()),
+            Err(RecordError::EventIdNotString)
+        );
+        for text in [
+            r#"{"a":}"#,
+            r#"{"a":1} x"#,
+            r#"{"a":1"#,
+            "{'a':1}",
+            r#"{"message":1e999}"#,
+            r#"{"level":-1e400}"#,
+            r#"{"other":"\ud800"}"#,
+            r#"{"\ud800":1}"#,
+        ] {
             assert!(
                 matches!(parse(text, &received()), Err(RecordError::Json(_))),
                 "{text}"

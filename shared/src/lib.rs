@@ -11,6 +11,8 @@
 //! - [`http`]: the request-id, request-logging and metrics middleware, and the JSON
 //!   error type every endpoint answers with.
 //! - [`wire`]: the JSON bodies that cross the network between the binaries.
+//! - [`record_check`]: the rules a record must meet to be stored, checked by the
+//!   aggregator on ingest and by the logging sidecar before sending.
 //! - [`event_id`]: the logging sidecar's structured `event_id`, which a store may
 //!   deduplicate by ranges per stream.
 //! - [`healthcheck`]: the `healthcheck` subcommand, so a container needs no curl.
@@ -24,6 +26,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod jsonlog;
 pub mod measure;
+pub mod record_check;
 pub mod startup;
 pub mod testkit;
 pub mod wire;

@@ -3,7 +3,6 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use logging_sidecar::enrich::Splicer;
-use logging_sidecar::fingerprint::FileKey;
 use logging_sidecar::lines;
 
 /// About 128 KiB of request-log lines of about 180 bytes, as a service writes them.
@@ -27,11 +26,7 @@ fn pipeline(c: &mut Criterion) {
     let data = chunk();
     let split = lines::split(&data, 0, 64 << 10, false, false);
     let n = split.lines.len() as u64;
-    let key = FileKey {
-        dev: 1,
-        ino: 2,
-        fingerprint: 0x1234_5678_9abc_def0,
-    };
+    let stream = 0x1234_5678_9abc_def0_u64;
     let splicer = Splicer::new("user-service", "user-service-logging-sidecar", "production");
     let mut group = c.benchmark_group("chunk_of_180_byte_lines");
     group.throughput(Throughput::Elements(n));
@@ -43,7 +38,7 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             splicer.enrich(
-                &key,
+                stream,
                 black_box(&data),
                 &split.lines,
                 "2026-11-25T12:00:00.000Z",
@@ -56,7 +51,13 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             let s = lines::split(black_box(&data), 0, 64 << 10, false, false);
-            splicer.enrich(&key, &data, &s.lines, "2026-11-25T12:00:00.000Z", &mut out)
+            splicer.enrich(
+                stream,
+                &data,
+                &s.lines,
+                "2026-11-25T12:00:00.000Z",
+                &mut out,
+            )
         })
     });
     group.finish();

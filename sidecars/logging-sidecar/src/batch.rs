@@ -2,16 +2,24 @@
 //!
 //! Records arrive as NDJSON pieces, each carrying the file position it completes (an
 //! [`Ack`]). A [`Builder`] gathers pieces until the record count, the byte size or the
-//! linger time says the batch is done. Batches are numbered; [`AckOrder`] releases a
+//! linger time says the batch is done; a piece that would take it past either limit
+//! starts the next batch instead ([`Builder::would_overflow`]), so the limits are hard. Batches are numbered; [`AckOrder`] releases a
 //! batch's acks only once every earlier batch has been acknowledged too, so a checkpoint
 //! never moves past a line the aggregator has not stored.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 
 use crate::fingerprint::FileKey;
+
+/// The aggregator stored everything before these positions: the forwarder's
+/// acknowledgements, sent to whoever reads the files.
+#[derive(actix::Message, Debug)]
+#[rtype(result = "()")]
+pub struct Acked(pub Vec<Ack>);
 
 /// "Everything of `key` before `offset` is handed over."
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,15 +28,29 @@ pub struct Ack {
     pub offset: u64,
 }
 
-/// A closed batch, ready to POST.
+/// A closed batch: its NDJSON text (not yet gzipped), ready to POST.
 #[derive(Debug, Clone)]
 pub struct Batch {
     pub seq: u64,
     pub body: Bytes,
     pub records: usize,
-    pub raw_bytes: usize,
     pub acks: Vec<Ack>,
+    /// The file each record came from: `(index of its first record, path)` per run.
+    pub sources: Vec<(usize, Arc<str>)>,
     pub closed_at: Instant,
+}
+
+impl Batch {
+    /// The file record number `index` came from.
+    pub fn source_of(&self, index: usize) -> Option<&Arc<str>> {
+        source_of(&self.sources, index)
+    }
+}
+
+/// In `(index of first record, path)` runs, the file record number `index` came from.
+pub fn source_of(sources: &[(usize, Arc<str>)], index: usize) -> Option<&Arc<str>> {
+    let after = sources.partition_point(|(first, _)| *first <= index);
+    after.checked_sub(1).map(|i| &sources[i].1)
 }
 
 /// Gathers NDJSON pieces into one batch.
@@ -37,6 +59,7 @@ pub struct Builder {
     body: Vec<u8>,
     records: usize,
     acks: Vec<Ack>,
+    sources: Vec<(usize, Arc<str>)>,
     opened: Option<Instant>,
 }
 
@@ -50,12 +73,16 @@ impl Builder {
         piece: &[u8],
         records: usize,
         ack: Option<Ack>,
+        source: &Arc<str>,
         now: Instant,
         reserve: usize,
     ) {
         if self.opened.is_none() {
             self.opened = Some(now);
             self.body.reserve_exact(reserve.max(piece.len()));
+        }
+        if records > 0 && !matches!(self.sources.last(), Some((_, s)) if s == source) {
+            self.sources.push((self.records, source.clone()));
         }
         self.body.extend_from_slice(piece);
         self.records += records;
@@ -76,9 +103,21 @@ impl Builder {
         self.body.len()
     }
 
-    /// Whether a piece of `bytes` more should start a new batch instead.
-    pub fn would_overflow(&self, bytes: usize, max_bytes: usize) -> bool {
-        !self.is_empty() && self.body.len() + bytes > max_bytes
+    /// Whether a piece of `bytes` and `records` more must start a new batch instead: the
+    /// limits hold for every batch but one made of a single piece larger than them.
+    pub fn would_overflow(
+        &self,
+        bytes: usize,
+        records: usize,
+        max_bytes: usize,
+        max_records: usize,
+    ) -> bool {
+        !self.is_empty()
+            && (self.body.len() + bytes > max_bytes || self.records + records > max_records)
+    }
+
+    pub fn records(&self) -> usize {
+        self.records
     }
 
     /// Whether the batch is full by count or size.
@@ -91,17 +130,14 @@ impl Builder {
         self.opened.map(|t| t + linger)
     }
 
-    /// Closes the batch, gzipping the body when asked.
-    pub fn close(&mut self, seq: u64, gzip: bool, now: Instant) -> Batch {
-        let body = std::mem::take(&mut self.body);
-        let raw_bytes = body.len();
-        let body = if gzip { gzip_bytes(&body) } else { body.into() };
+    /// Closes the batch.
+    pub fn close(&mut self, seq: u64, now: Instant) -> Batch {
         let batch = Batch {
             seq,
-            body,
+            body: std::mem::take(&mut self.body).into(),
             records: self.records,
-            raw_bytes,
             acks: std::mem::take(&mut self.acks),
+            sources: std::mem::take(&mut self.sources),
             closed_at: now,
         };
         self.records = 0;
@@ -110,7 +146,8 @@ impl Builder {
     }
 }
 
-fn gzip_bytes(body: &[u8]) -> Bytes {
+/// `body` gzipped at the fast level.
+pub fn gzip_bytes(body: &[u8]) -> Bytes {
     use flate2::write::GzEncoder;
     use std::io::Write;
     let mut enc = GzEncoder::new(
@@ -195,32 +232,33 @@ mod tests {
     #[test]
     fn a_builder_fills_and_closes() {
         let now = Instant::now();
+        let (a, b_log): (Arc<str>, Arc<str>) = ("a.log".into(), "b.log".into());
         let mut b = Builder::default();
         assert!(b.is_empty() && b.deadline(Duration::from_millis(5)).is_none());
-        b.push(b"{}\n{}\n", 2, Some(ack(1, 6)), now, 0);
-        b.push(b"{}\n", 1, Some(ack(1, 9)), now, 0);
-        b.push(b"{}\n", 1, Some(ack(2, 3)), now, 0);
+        b.push(b"{}\n{}\n", 2, Some(ack(1, 6)), &a, now, 0);
+        b.push(b"{}\n", 1, Some(ack(1, 9)), &a, now, 0);
+        b.push(b"{}\n", 1, Some(ack(2, 3)), &b_log, now, 0);
         assert!(b.is_full(4, 1000) && !b.is_full(5, 1000) && b.is_full(5, 12));
-        assert!(b.would_overflow(1, 12) && !b.would_overflow(1, 13));
-        let batch = b.close(7, false, now);
+        assert!(b.would_overflow(1, 0, 12, 100) && !b.would_overflow(1, 1, 13, 5));
+        assert!(b.would_overflow(1, 2, 13, 5), "the record limit counts too");
+        let batch = b.close(7, now);
         assert_eq!(batch.records, 4);
         assert_eq!(&batch.body[..], b"{}\n{}\n{}\n{}\n");
         assert_eq!(batch.acks, [ack(1, 9), ack(2, 3)]);
+        assert_eq!(batch.source_of(0).map(|s| &**s), Some("a.log"));
+        assert_eq!(batch.source_of(2).map(|s| &**s), Some("a.log"));
+        assert_eq!(batch.source_of(3).map(|s| &**s), Some("b.log"));
         assert!(b.is_empty());
     }
 
     #[test]
     fn gzip_round_trips() {
         use std::io::Read;
-        let mut b = Builder::default();
-        b.push(b"{\"a\":1}\n", 1, None, Instant::now(), 0);
-        let batch = b.close(0, true, Instant::now());
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&batch.body[..])
+        flate2::read::GzDecoder::new(&gzip_bytes(b"{\"a\":1}\n")[..])
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "{\"a\":1}\n");
-        assert_eq!(batch.raw_bytes, 8);
     }
 
     #[test]

@@ -18,8 +18,9 @@ use crate::fingerprint::FileKey;
 
 /// The checkpoint file's name inside the state directory.
 pub const CHECKPOINT_FILE: &str = "logging-sidecar-checkpoints.json";
-/// The format version written; other versions are refused (and the files re-read).
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// The format version written. Version 1 (no streams) is still read: its files get a
+/// fresh stream each, so lines re-sent after the upgrade may be stored twice once.
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -41,6 +42,22 @@ pub struct Entry {
     pub offset: u64,
     /// Where the file was last seen, to find it again after a rename.
     pub path: PathBuf,
+    /// The file's stream (16 hex digits): the middle part of its lines' `event_id`s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// A hash of the bytes just before `offset` (hex), to tell a file rewritten while
+    /// the sidecar was down from the one that was checkpointed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<String>,
+}
+
+/// What is saved of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub offset: u64,
+    pub path: PathBuf,
+    pub stream: u64,
+    pub tail: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -53,7 +70,7 @@ struct OnDisk {
 #[derive(Debug)]
 pub struct Checkpoints {
     path: PathBuf,
-    entries: BTreeMap<FileKey, (u64, PathBuf)>,
+    entries: BTreeMap<FileKey, Saved>,
     dirty: bool,
 }
 
@@ -86,48 +103,70 @@ impl Checkpoints {
             reason,
         };
         let disk: OnDisk = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
-        if disk.version != CHECKPOINT_VERSION {
+        if disk.version != CHECKPOINT_VERSION && disk.version != 1 {
             return Err(corrupt(format!("unknown version {}", disk.version)));
         }
+        let hex = |what: &str, text: &str| {
+            u64::from_str_radix(text, 16).map_err(|_| corrupt(format!("bad {what} {text:?}")))
+        };
         for e in disk.files {
-            let fingerprint = u64::from_str_radix(&e.fingerprint, 16)
-                .map_err(|_| corrupt(format!("bad fingerprint {:?}", e.fingerprint)))?;
             let key = FileKey {
                 dev: e.dev,
                 ino: e.ino,
-                fingerprint,
+                fingerprint: hex("fingerprint", &e.fingerprint)?,
             };
-            cp.entries.insert(key, (e.offset, e.path));
+            let stream = match &e.stream {
+                Some(s) => hex("stream", s)?,
+                None => {
+                    cp.dirty = true;
+                    crate::fingerprint::new_stream(&key)
+                }
+            };
+            let tail = e.tail.as_deref().map(|t| hex("tail", t)).transpose()?;
+            cp.entries.insert(
+                key,
+                Saved {
+                    offset: e.offset,
+                    path: e.path,
+                    stream,
+                    tail,
+                },
+            );
         }
         Ok(cp)
     }
 
-    pub fn get(&self, key: &FileKey) -> Option<u64> {
-        self.entries.get(key).map(|(o, _)| *o)
+    pub fn get(&self, key: &FileKey) -> Option<&Saved> {
+        self.entries.get(key)
     }
 
     /// Every saved file, for finding rotated files again at start.
-    pub fn iter(&self) -> impl Iterator<Item = (&FileKey, u64, &Path)> {
-        self.entries.iter().map(|(k, (o, p))| (k, *o, p.as_path()))
+    pub fn iter(&self) -> impl Iterator<Item = (&FileKey, &Saved)> {
+        self.entries.iter()
+    }
+
+    /// Records a file met for the first time (or met again as a new instance), with
+    /// its stream: saved before any of its lines is sent, so that a re-send after a
+    /// crash uses the same stream.
+    pub fn register(&mut self, key: FileKey, saved: Saved) {
+        self.entries.insert(key, saved);
+        self.dirty = true;
     }
 
     /// Records an acknowledged position; positions never move back.
-    pub fn advance(&mut self, key: FileKey, offset: u64, path: &Path) {
-        match self.entries.get_mut(&key) {
-            Some((o, p)) => {
-                if offset > *o {
-                    *o = offset;
-                    self.dirty = true;
-                }
-                if p != path {
-                    *p = path.to_owned();
-                    self.dirty = true;
-                }
-            }
-            None => {
-                self.entries.insert(key, (offset, path.to_owned()));
-                self.dirty = true;
-            }
+    pub fn advance(&mut self, key: FileKey, offset: u64, tail: Option<u64>, path: &Path) {
+        let Some(e) = self.entries.get_mut(&key) else {
+            // Registered when opened; forgotten meanwhile (truncated): nothing to record.
+            return;
+        };
+        if offset > e.offset {
+            e.offset = offset;
+            e.tail = tail;
+            self.dirty = true;
+        }
+        if e.path != path {
+            e.path = path.to_owned();
+            self.dirty = true;
         }
     }
 
@@ -157,12 +196,14 @@ impl Checkpoints {
             files: self
                 .entries
                 .iter()
-                .map(|(k, (offset, path))| Entry {
+                .map(|(k, e)| Entry {
                     dev: k.dev,
                     ino: k.ino,
                     fingerprint: format!("{:x}", k.fingerprint),
-                    offset: *offset,
-                    path: path.clone(),
+                    offset: e.offset,
+                    path: e.path.clone(),
+                    stream: Some(format!("{:016x}", e.stream)),
+                    tail: e.tail.map(|t| format!("{t:x}")),
                 })
                 .collect(),
         };
@@ -200,20 +241,55 @@ mod tests {
         }
     }
 
+    fn saved(stream: u64, path: &str) -> Saved {
+        Saved {
+            offset: 0,
+            path: PathBuf::from(path),
+            stream,
+            tail: None,
+        }
+    }
+
     #[test]
     fn saved_positions_load_again() {
         let dir = tempfile::tempdir().unwrap();
         let mut cp = Checkpoints::load(dir.path()).unwrap();
         assert!(!cp.save().unwrap(), "nothing changed, nothing written");
-        cp.advance(key(0xabc), 100, Path::new("/logs/app.log"));
-        cp.advance(key(0xabc), 50, Path::new("/logs/app.log"));
-        cp.advance(key(7), 9, Path::new("/logs/b.log"));
+        cp.register(key(0xabc), saved(11, "/logs/app.log"));
+        cp.register(key(7), saved(12, "/logs/b.log"));
+        cp.advance(key(0xabc), 100, Some(0xfeed), Path::new("/logs/app.log"));
+        cp.advance(key(0xabc), 50, Some(1), Path::new("/logs/app.log"));
+        cp.advance(key(7), 9, None, Path::new("/logs/b.log"));
+        cp.advance(key(9), 9, None, Path::new("/logs/c.log"));
         assert!(cp.save().unwrap());
         assert!(!cp.save().unwrap());
         let again = Checkpoints::load(dir.path()).unwrap();
-        assert_eq!(again.get(&key(0xabc)), Some(100));
-        assert_eq!(again.get(&key(7)), Some(9));
+        let a = again.get(&key(0xabc)).unwrap();
+        assert_eq!((a.offset, a.stream, a.tail), (100, 11, Some(0xfeed)));
+        assert_eq!(again.get(&key(7)).unwrap().offset, 9);
+        assert_eq!(again.get(&key(7)).unwrap().stream, 12);
         assert_eq!(again.get(&key(8)), None);
+        assert_eq!(
+            again.get(&key(9)),
+            None,
+            "only registered files are recorded"
+        );
+    }
+
+    #[test]
+    fn version_1_files_get_a_stream_each() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(CHECKPOINT_FILE),
+            br#"{"version":1,"files":[{"dev":1,"ino":2,"fingerprint":"abc","offset":5,"path":"/a"},
+                {"dev":1,"ino":3,"fingerprint":"abc","offset":6,"path":"/b"}]}"#,
+        )
+        .unwrap();
+        let cp = Checkpoints::load(dir.path()).unwrap();
+        let streams: Vec<u64> = cp.iter().map(|(_, e)| e.stream).collect();
+        assert_eq!(streams.len(), 2);
+        assert_ne!(streams[0], streams[1]);
+        assert!(cp.is_dirty());
     }
 
     #[test]

@@ -15,17 +15,21 @@
 //! when the tailer reports the chunk handed over ([`FileSet::handed_over`]), and the
 //! checkpoint only when the aggregator acknowledged it ([`FileSet::acknowledge`]).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::batch::Ack;
-use crate::checkpoint::{CheckpointError, Checkpoints};
+use crate::checkpoint::{CheckpointError, Checkpoints, Saved};
 use crate::fingerprint::{self, FileKey};
 use crate::lines::{self, Line};
+
+mod copies;
+use copies::{CopyCheck, Origin};
 
 /// How files are read.
 #[derive(Debug, Clone)]
@@ -40,18 +44,42 @@ pub struct ReadSettings {
 /// What discovery found, for the tailer's log and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Opened { path: PathBuf, offset: u64 },
-    Rotated { path: PathBuf },
-    Truncated { path: PathBuf },
-    Released { path: PathBuf, unacknowledged: u64 },
-    Recovered { path: PathBuf, offset: u64 },
-    Forgotten { path: PathBuf },
+    Opened {
+        path: PathBuf,
+        offset: u64,
+    },
+    Rotated {
+        path: PathBuf,
+    },
+    Truncated {
+        path: PathBuf,
+    },
+    Released {
+        path: PathBuf,
+        unacknowledged: u64,
+    },
+    Recovered {
+        path: PathBuf,
+        offset: u64,
+    },
+    /// A new file is a copy of a known one (copytruncate): read on from `offset`.
+    Copy {
+        path: PathBuf,
+        offset: u64,
+    },
+    Forgotten {
+        path: PathBuf,
+    },
 }
 
 /// A chunk of complete lines, ready for the enricher.
 #[derive(Debug)]
 pub struct Chunk {
     pub key: FileKey,
+    /// The file instance's stream, for its lines' `event_id`s.
+    pub stream: u64,
+    /// The file's path when read.
+    pub source: Arc<str>,
     pub data: Vec<u8>,
     pub lines: Vec<Line>,
     pub position: Position,
@@ -63,11 +91,18 @@ pub struct Position {
     pub key: FileKey,
     pub end_offset: u64,
     pub skipping: bool,
+    /// Hash of the (up to 64) bytes before `end_offset`, to recognise a copy.
+    pub tail: u64,
 }
 
 #[derive(Debug)]
 struct Tracked {
     key: FileKey,
+    stream: u64,
+    /// Its stream is in the checkpoint file on disk: only then may its lines be sent.
+    durable: bool,
+    /// Hash of the bytes before `read_offset`, once something was read.
+    read_tail: Option<u64>,
     path: PathBuf,
     file: Option<File>,
     read_offset: u64,
@@ -91,7 +126,27 @@ pub struct FileSet {
     /// Where the round-robin over current files starts next, so that with a glob one
     /// busy file cannot starve the others.
     turn: usize,
+    /// Files truncated in place lately: a copy made of one before the truncation
+    /// continues its stream ([`FileSet::copy_source`]).
+    truncated: Vec<(Origin, Instant)>,
+    /// New files that start like a known file but are shorter than its saved offset:
+    /// perhaps a copy still being written. Held back until they are long enough or the
+    /// rotate wait has passed.
+    deferred: Vec<((u64, u64), Instant)>,
+    /// Rotated files read to their end and closed (device, inode): a sibling found
+    /// again later is not opened again.
+    finished: VecDeque<(u64, u64)>,
 }
+
+/// Closed rotated files remembered at most.
+const FINISHED_FILES: usize = 1024;
+/// Rotation siblings with these endings are compressed, and never read.
+const COMPRESSED: [&str; 7] = [".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4", ".Z"];
+
+/// How long a truncated file's checkpoint is kept for a copy of it to be found.
+const COPY_MEMORY: Duration = Duration::from_secs(60);
+/// Truncated files remembered at most.
+const COPY_MEMORY_FILES: usize = 64;
 
 impl FileSet {
     pub fn new(pattern: &str, settings: ReadSettings, checkpoints: Checkpoints) -> FileSet {
@@ -102,6 +157,9 @@ impl FileSet {
             files: Vec::new(),
             checkpoints,
             turn: 0,
+            truncated: Vec::new(),
+            deferred: Vec::new(),
+            finished: VecDeque::new(),
         }
     }
 
@@ -136,6 +194,10 @@ impl FileSet {
                     path: t.path.clone(),
                 });
                 let key = t.key;
+                // Kept a while: a copy of what it held (copytruncate) continues it.
+                let mut origin = Origin::of(t, self.checkpoints.get(&key));
+                origin.truncated_at = Some(std::time::SystemTime::now());
+                self.truncated.push((origin, now));
                 self.checkpoints.reset(&key);
                 self.files.remove(i);
                 continue;
@@ -146,9 +208,11 @@ impl FileSet {
             }
             i += 1;
         }
-        // 2. What the path or glob names now.
+        // 2. What the path or glob names now, then (single path) its rotation siblings.
         let mut present = HashSet::new();
-        for path in self.paths() {
+        let named = self.paths().into_iter().map(|p| (p, false));
+        let siblings = self.siblings().into_iter().map(|p| (p, true));
+        for (path, sibling) in named.chain(siblings) {
             let Ok(meta) = fs::metadata(&path) else {
                 continue;
             };
@@ -156,14 +220,25 @@ impl FileSet {
                 continue;
             }
             let (dev, ino) = (meta.dev(), meta.ino());
-            present.insert((dev, ino));
+            if !sibling {
+                present.insert((dev, ino));
+            } else if present.contains(&(dev, ino)) || self.finished.contains(&(dev, ino)) {
+                continue;
+            }
             if let Some(t) = self
                 .files
                 .iter_mut()
                 .find(|t| t.key.dev == dev && t.key.ino == ino && t.file.is_some())
             {
+                if !sibling {
+                    t.rotated_at = None;
+                } else if t.rotated_at.is_none() {
+                    events.push(Event::Rotated {
+                        path: t.path.clone(),
+                    });
+                    t.rotated_at = Some(now);
+                }
                 t.path = path;
-                t.rotated_at = None;
                 continue;
             }
             let closed = self
@@ -196,14 +271,51 @@ impl FileSet {
                     continue;
                 }
             }
-            let saved = self.checkpoints.get(&key).filter(|o| *o <= meta.len());
-            let offset = saved.unwrap_or(0);
+            let (offset, stream, tail, durable) = match self.checkpoints.get(&key) {
+                Some(saved) if still_the_same(&file, saved) => {
+                    (saved.offset, saved.stream, saved.tail, true)
+                }
+                known => {
+                    if known.is_some() {
+                        // Same inode and first line, other content: rewritten while the
+                        // sidecar was down. A new instance, with a stream of its own.
+                        events.push(Event::Truncated { path: path.clone() });
+                    }
+                    let (offset, stream, tail) =
+                        match self.copy_source(&key, &file, meta.len(), now) {
+                            CopyCheck::Copy(saved) => {
+                                events.push(Event::Copy {
+                                    path: path.clone(),
+                                    offset: saved.offset,
+                                });
+                                (saved.offset, saved.stream, saved.tail)
+                            }
+                            CopyCheck::Wait => continue,
+                            // A sibling nobody knows is history from before the sidecar.
+                            CopyCheck::New if sibling => continue,
+                            CopyCheck::New => (0, fingerprint::new_stream(&key), None),
+                        };
+                    self.checkpoints.register(
+                        key,
+                        Saved {
+                            offset,
+                            path: path.clone(),
+                            stream,
+                            tail,
+                        },
+                    );
+                    (offset, stream, tail, false)
+                }
+            };
             events.push(Event::Opened {
                 path: path.clone(),
                 offset,
             });
             self.files.push(Tracked {
                 key,
+                stream,
+                durable,
+                read_tail: tail,
                 path,
                 file: Some(file),
                 read_offset: offset,
@@ -212,8 +324,14 @@ impl FileSet {
                 partial: None,
                 size: meta.len(),
                 last_growth: now,
-                rotated_at: None,
+                rotated_at: sibling.then_some(now),
             });
+        }
+        // New streams reach the disk before any of their lines is sent.
+        if self.files.iter().any(|t| !t.durable) && self.checkpoints.save().is_ok() {
+            for t in &mut self.files {
+                t.durable = true;
+            }
         }
         // 3. Files no longer named: rotated; closed once drained and quiet.
         let settings = &self.settings;
@@ -234,6 +352,10 @@ impl FileSet {
             let overdue = now.duration_since(since) >= settings.release_unacked_after;
             if drained && quiet && (acked || overdue) {
                 t.file = None;
+                if self.finished.len() >= FINISHED_FILES {
+                    self.finished.pop_front();
+                }
+                self.finished.push_back((t.key.dev, t.key.ino));
                 events.push(Event::Released {
                     path: t.path.clone(),
                     unacknowledged: t.read_offset.saturating_sub(t.committed),
@@ -254,15 +376,16 @@ impl FileSet {
     /// reads their rest before anything newer. Entries whose file is gone are dropped.
     pub fn recover(&mut self, now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
-        let missing: Vec<(FileKey, u64, PathBuf)> = self
+        let missing: Vec<(FileKey, Saved)> = self
             .checkpoints
             .iter()
-            .filter(|(k, _, _)| !self.files.iter().any(|t| t.key == **k))
-            .map(|(k, o, p)| (*k, o, p.to_owned()))
+            .filter(|(k, _)| !self.files.iter().any(|t| t.key == **k))
+            .map(|(k, saved)| (*k, saved.clone()))
             .collect();
-        for (key, offset, last_path) in missing {
+        for (key, saved) in missing {
+            let (offset, last_path) = (saved.offset, saved.path.clone());
             match find_in_dir(&last_path, &key) {
-                Some((path, file, size)) if size > offset => {
+                Some((path, file, size)) if size > offset && still_the_same(&file, &saved) => {
                     events.push(Event::Recovered {
                         path: path.clone(),
                         offset,
@@ -271,6 +394,9 @@ impl FileSet {
                         0,
                         Tracked {
                             key,
+                            stream: saved.stream,
+                            durable: true,
+                            read_tail: saved.tail,
                             path,
                             file: Some(file),
                             read_offset: offset,
@@ -315,6 +441,9 @@ impl FileSet {
         for i in order {
             let t = &mut self.files[i];
             let Some(file) = &t.file else { continue };
+            if !t.durable {
+                continue;
+            }
             // A stat is cheaper than allocating a buffer to learn that nothing is new.
             if file.metadata().is_ok_and(|m| m.len() <= t.read_offset) {
                 t.partial = None;
@@ -364,14 +493,29 @@ impl FileSet {
                 continue;
             }
             buf.truncate(split.consumed);
+            // The same hash as `fingerprint::tail_hash` at the end of the chunk.
+            let tail = if buf.len() as u64 >= fingerprint::TAIL_BYTES || t.read_offset == 0 {
+                fingerprint::fnv1a(
+                    &buf[buf.len().saturating_sub(fingerprint::TAIL_BYTES as usize)..],
+                )
+            } else {
+                let end = t.read_offset + buf.len() as u64;
+                fingerprint::tail_hash(file, end)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            };
             return Some(Chunk {
                 key: t.key,
+                stream: t.stream,
+                source: t.path.display().to_string().into(),
                 data: buf,
                 lines: split.lines,
                 position: Position {
                     key: t.key,
                     end_offset: t.read_offset + split.consumed as u64,
                     skipping: split.skipping,
+                    tail,
                 },
             });
         }
@@ -382,6 +526,7 @@ impl FileSet {
     pub fn handed_over(&mut self, position: Position) {
         if let Some(t) = self.files.iter_mut().find(|t| t.key == position.key) {
             t.read_offset = position.end_offset;
+            t.read_tail = Some(position.tail);
             t.skipping = position.skipping;
         }
     }
@@ -397,7 +542,11 @@ impl FileSet {
             if ack.offset > t.committed {
                 t.committed = ack.offset;
             }
-            self.checkpoints.advance(t.key, t.committed, &t.path);
+            let tail = t
+                .file
+                .as_ref()
+                .and_then(|f| fingerprint::tail_hash(f, t.committed).ok().flatten());
+            self.checkpoints.advance(t.key, t.committed, tail, &t.path);
             if t.file.is_none() && t.committed >= t.read_offset {
                 done.push(t.key);
             }
@@ -431,6 +580,19 @@ impl FileSet {
 
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
+    }
+}
+
+/// Whether `file` still holds, before the saved offset, the bytes it held when
+/// checkpointed (a checkpoint without a tail hash is taken on trust).
+fn still_the_same(file: &File, saved: &Saved) -> bool {
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if saved.offset > len {
+        return false;
+    }
+    match saved.tail {
+        None => true,
+        Some(tail) => fingerprint::tail_hash(file, saved.offset).ok().flatten() == Some(tail),
     }
 }
 
@@ -468,204 +630,4 @@ fn find_in_dir(last_path: &Path, key: &FileKey) -> Option<(PathBuf, File, u64)> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn settings() -> ReadSettings {
-        ReadSettings {
-            read_chunk_bytes: 4096,
-            max_line_bytes: 1024,
-            partial_line_timeout: Duration::from_secs(3600),
-            rotate_wait: Duration::ZERO,
-            release_unacked_after: Duration::from_secs(3600),
-        }
-    }
-
-    /// A file set following `log` alone, with default settings and no checkpoints.
-    fn watching(log: &Path) -> FileSet {
-        let dir = log.parent().expect("a log file lives in a directory");
-        FileSet::new(log.to_str().unwrap(), settings(), Checkpoints::empty(dir))
-    }
-
-    fn append(path: &Path, text: &str) {
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-    }
-
-    /// Reads everything available, handing each chunk over and acknowledging it.
-    fn drain(set: &mut FileSet, now: Instant) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Some(chunk) = set.read(now) {
-            for l in &chunk.lines {
-                out.push(
-                    String::from_utf8_lossy(
-                        &chunk.data[l.start as usize..(l.start + l.len) as usize],
-                    )
-                    .into_owned(),
-                );
-            }
-            set.handed_over(chunk.position);
-            set.acknowledge(&[Ack {
-                key: chunk.key,
-                offset: chunk.position.end_offset,
-            }]);
-        }
-        out
-    }
-
-    #[test]
-    fn reads_from_the_start_then_resumes_from_the_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("app.log");
-        append(&log, "a\nb\npart");
-        let now = Instant::now();
-        let mut set = watching(&log);
-        assert!(matches!(
-            &set.discover(now)[..],
-            [Event::Opened { offset: 0, .. }]
-        ));
-        assert_eq!(drain(&mut set, now), ["a", "b"]);
-        append(&log, "ial\nc\n");
-        assert_eq!(drain(&mut set, now), ["partial", "c"]);
-        set.save_checkpoints().unwrap();
-
-        append(&log, "d\n");
-        let mut again = FileSet::new(
-            log.to_str().unwrap(),
-            settings(),
-            Checkpoints::load(dir.path()).unwrap(),
-        );
-        assert!(matches!(
-            &again.discover(now)[..],
-            [Event::Opened { offset: 14, .. }]
-        ));
-        assert_eq!(drain(&mut again, now), ["d"]);
-    }
-
-    #[test]
-    fn a_partial_line_is_sent_after_the_timeout() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("app.log");
-        append(&log, "first\nno newline");
-        let mut s = settings();
-        s.partial_line_timeout = Duration::from_millis(100);
-        let now = Instant::now();
-        let mut set = FileSet::new(log.to_str().unwrap(), s, Checkpoints::empty(dir.path()));
-        set.discover(now);
-        assert_eq!(drain(&mut set, now), ["first"]);
-        assert!(drain(&mut set, now + Duration::from_millis(50)).is_empty());
-        assert_eq!(
-            drain(&mut set, now + Duration::from_millis(150)),
-            ["no newline"]
-        );
-    }
-
-    #[test]
-    fn rename_rotation_finishes_the_old_file_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("app.log");
-        append(&log, "old1\n");
-        let now = Instant::now();
-        let mut set = watching(&log);
-        set.discover(now);
-        assert_eq!(drain(&mut set, now), ["old1"]);
-        append(&log, "old2\n");
-        fs::rename(&log, dir.path().join("app.log.1")).unwrap();
-        append(&log, "new1\n");
-        let events = set.discover(now);
-        assert!(events.contains(&Event::Rotated { path: log.clone() }));
-        assert_eq!(drain(&mut set, now), ["old2", "new1"]);
-        let events = set.discover(now);
-        assert!(
-            events.iter().any(|e| matches!(
-                e,
-                Event::Released {
-                    unacknowledged: 0,
-                    ..
-                }
-            )),
-            "{events:?}"
-        );
-        assert_eq!(set.len(), 1);
-    }
-
-    #[test]
-    fn a_busy_file_does_not_starve_the_others() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
-        for i in 0..200 {
-            append(&a, &format!("a{i:0>60}\n"));
-        }
-        append(&b, "b\n");
-        let mut s = settings();
-        s.read_chunk_bytes = 1024;
-        s.max_line_bytes = 256;
-        let pattern = dir.path().join("*.log");
-        let now = Instant::now();
-        let mut set = FileSet::new(pattern.to_str().unwrap(), s, Checkpoints::empty(dir.path()));
-        set.discover(now);
-        let mut seen_b_after = None;
-        for n in 0..4 {
-            let chunk = set.read(now).unwrap();
-            if chunk.data.starts_with(b"b") {
-                seen_b_after = Some(n);
-            }
-            set.handed_over(chunk.position);
-        }
-        assert!(seen_b_after.is_some(), "b.log was never read");
-    }
-
-    #[test]
-    fn copytruncate_starts_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("app.log");
-        append(&log, "one\ntwo\n");
-        let now = Instant::now();
-        let mut set = watching(&log);
-        set.discover(now);
-        assert_eq!(drain(&mut set, now), ["one", "two"]);
-        fs::copy(&log, dir.path().join("app.log.1")).unwrap();
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&log)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
-        // Grows past the old position before the next poll: the fingerprint tells.
-        append(&log, "three-is-longer\n");
-        let events = set.discover(now);
-        assert!(events.contains(&Event::Truncated { path: log.clone() }));
-        assert_eq!(drain(&mut set, now), ["three-is-longer"]);
-    }
-
-    #[test]
-    fn a_file_renamed_while_down_is_recovered() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("app.log");
-        append(&log, "a\n");
-        let now = Instant::now();
-        let mut set = watching(&log);
-        set.discover(now);
-        assert_eq!(drain(&mut set, now), ["a"]);
-        set.save_checkpoints().unwrap();
-        append(&log, "b\n");
-        fs::rename(&log, dir.path().join("app.log.1")).unwrap();
-        append(&log, "c\n");
-        let mut again = FileSet::new(
-            log.to_str().unwrap(),
-            settings(),
-            Checkpoints::load(dir.path()).unwrap(),
-        );
-        again.discover(now);
-        assert!(matches!(
-            &again.recover(now)[..],
-            [Event::Recovered { offset: 2, .. }]
-        ));
-        assert_eq!(drain(&mut again, now), ["b", "c"]);
-    }
-}
+mod tests;

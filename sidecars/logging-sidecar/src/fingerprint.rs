@@ -50,6 +50,57 @@ pub fn of_file(file: &File) -> io::Result<Option<u64>> {
     Ok(of_prefix(&buf[..filled]))
 }
 
+/// Bytes before a checkpointed offset that are hashed to recognise the file again.
+pub const TAIL_BYTES: u64 = 64;
+
+/// A hash of the up to [`TAIL_BYTES`] bytes before `offset`; `None` at offset 0 or when
+/// the file is shorter than `offset` (it cannot be the file that was checkpointed).
+pub fn tail_hash(file: &File, offset: u64) -> io::Result<Option<u64>> {
+    if offset == 0 {
+        return Ok(None);
+    }
+    let start = offset.saturating_sub(TAIL_BYTES);
+    let mut buf = [0u8; TAIL_BYTES as usize];
+    let want = (offset - start) as usize;
+    let mut filled = 0;
+    while filled < want {
+        match file.read_at(&mut buf[filled..want], start + filled as u64) {
+            Ok(0) => return Ok(None),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(fnv1a(&buf[..want])))
+}
+
+/// A new stream for a file instance met for the first time: 64 bits that no other
+/// file instance, on this host or another sidecar's, is expected to share. Drawn from
+/// the clock, the process, a counter and the file's key, mixed by SplitMix64 (the
+/// standard library offers no random source; uniqueness, not secrecy, is what counts).
+pub fn new_stream(key: &FileKey) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = nanos
+        ^ u64::from(std::process::id()).rotate_left(32)
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^= splitmix(key.dev ^ splitmix(key.ino ^ splitmix(key.fingerprint)));
+    splitmix(x)
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// 64-bit FNV-1a: stable across builds and platforms, which `DefaultHasher` is not.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
@@ -84,6 +135,26 @@ mod tests {
         let long = vec![b'x'; FINGERPRINT_MAX_BYTES + 10];
         assert!(of_prefix(&long).is_some());
         assert_eq!(of_prefix(&long), of_prefix(&long[..FINGERPRINT_MAX_BYTES]));
+    }
+
+    #[test]
+    fn streams_differ_and_tails_tell_files_apart() {
+        let key = FileKey {
+            dev: 1,
+            ino: 2,
+            fingerprint: 3,
+        };
+        let streams: std::collections::HashSet<u64> = (0..1000).map(|_| new_stream(&key)).collect();
+        assert_eq!(streams.len(), 1000);
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"same first line\nline 1\n").unwrap();
+        std::fs::write(&b, b"same first line\nline 2\n").unwrap();
+        let (fa, fb) = (File::open(&a).unwrap(), File::open(&b).unwrap());
+        assert_eq!(tail_hash(&fa, 0).unwrap(), None);
+        assert_eq!(tail_hash(&fa, 16).unwrap(), tail_hash(&fb, 16).unwrap());
+        assert_ne!(tail_hash(&fa, 23).unwrap(), tail_hash(&fb, 23).unwrap());
+        assert_eq!(tail_hash(&fa, 99).unwrap(), None);
     }
 
     #[test]

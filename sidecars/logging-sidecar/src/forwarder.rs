@@ -14,7 +14,25 @@
 //! unacknowledged batch again. A batch sent twice is stored once by the aggregator,
 //! thanks to the records' `event_id`.
 
-use std::collections::{BTreeMap, VecDeque};
+//! The forwarder actor: a thin shell that runs the POSTs and timers of an [`Outbox`].
+//!
+//! Third stage of the pipeline. Records arrive from the enricher as NDJSON pieces, each
+//! within the batch limits. Every decision (which batch a piece goes into, when a batch
+//! closes, what an answer means, splitting a refused batch, rewriting a refused record,
+//! the order of acknowledgements) is the [`Outbox`]'s; this actor only POSTs, arms
+//! timers, counts and logs. A piece the outbox cannot take yet is parked and its reply
+//! held back, which holds the enricher, which holds the tailer: the file is the buffer
+//! and memory stays bounded (`MAX_IN_FLIGHT_BATCHES` batches, the open one, one parked
+//! piece). On a 2xx the batch's file positions go back, in batch order, to whoever was
+//! given as the acknowledgement recipient (the tailer), by `send`: the forwarder knows
+//! nothing of the tailer.
+//!
+//! Under supervision: the outbox lives in the actor's fields, which survive a restart;
+//! only the POSTs in flight are lost with the old context, so `restarting()` queues every
+//! unacknowledged part again. A part sent twice is stored once by the aggregator, thanks
+//! to the records' `event_id`.
+
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,10 +41,11 @@ use actix_web::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use futures::channel::oneshot;
 use futures::FutureExt;
 
-use crate::batch::{Ack, AckOrder, Backoff, Batch, Builder};
+use crate::batch::{Ack, Acked, Backoff};
+use crate::enrich::Splicer;
 use crate::fault::Fault;
 use crate::metrics::{Metrics, Readiness};
-use crate::tailer::Acked;
+use crate::outbox::{Answer, Limits, Outbox, PartId, Piece, Verdict};
 
 /// Messages waiting for the forwarder; the enricher sends one at a time.
 pub const FORWARDER_MAILBOX: usize = 4;
@@ -34,15 +53,13 @@ pub const FORWARDER_MAILBOX: usize = 4;
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// How often the aggregator's `/health` is probed until it first answers.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// POSTs running at once at most, splits of a refused batch included.
+pub const MAX_POSTS: usize = 8;
 
 /// Records for the aggregator: an NDJSON piece and the file position it completes.
 #[derive(Message)]
 #[rtype(result = "Result<(), Refused>")]
-pub struct Records {
-    pub body: Vec<u8>,
-    pub records: usize,
-    pub ack: Option<Ack>,
-}
+pub struct Records(pub Piece);
 
 /// Close the open batch now (shutdown).
 #[derive(Message)]
@@ -74,36 +91,13 @@ pub struct ForwarderSettings {
     pub retry_max: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Queued,
-    Sending,
-    Waiting,
-}
-
-struct Pending {
-    batch: Batch,
-    state: State,
-    attempts: u32,
-}
-
-enum Outcome {
-    Accepted { duplicates: u64 },
-    Rejected { status: u16, body: String },
-    Failed { error: String },
-}
-
 pub struct Forwarder {
     settings: ForwarderSettings,
     health_url: String,
     client: awc::Client,
-    builder: Builder,
-    next_seq: u64,
-    pending: BTreeMap<u64, Pending>,
-    order: AckOrder,
+    outbox: Outbox,
     acks_to: Recipient<Acked>,
-    waiters: VecDeque<oneshot::Sender<()>>,
-    backoff: Backoff,
+    parked: VecDeque<(Piece, oneshot::Sender<()>)>,
     linger_armed: Option<Instant>,
     flushing: bool,
     fault: Fault,
@@ -114,6 +108,7 @@ pub struct Forwarder {
 impl Forwarder {
     pub fn new(
         settings: ForwarderSettings,
+        splicer: Arc<Splicer>,
         acks_to: Recipient<Acked>,
         fault: Fault,
         metrics: Metrics,
@@ -125,17 +120,22 @@ impl Forwarder {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
             ^ u64::from(std::process::id());
+        let limits = Limits {
+            max_records: settings.batch_max_records,
+            max_bytes: settings.batch_max_bytes,
+            linger: settings.batch_linger,
+            max_in_flight: settings.max_in_flight_batches,
+            max_posts: MAX_POSTS,
+            gzip: settings.gzip,
+        };
+        let backoff = Backoff::new(settings.retry_initial, settings.retry_max, seed);
         Forwarder {
             client: client(&settings),
-            backoff: Backoff::new(settings.retry_initial, settings.retry_max, seed),
+            outbox: Outbox::new(limits, splicer, backoff),
             settings,
             health_url,
-            builder: Builder::default(),
-            next_seq: 0,
-            pending: BTreeMap::new(),
-            order: AckOrder::default(),
             acks_to,
-            waiters: VecDeque::new(),
+            parked: VecDeque::new(),
             linger_armed: None,
             flushing: false,
             fault,
@@ -144,88 +144,59 @@ impl Forwarder {
         }
     }
 
-    fn builder_full(&self) -> bool {
-        self.builder.is_full(
-            self.settings.batch_max_records,
-            self.settings.batch_max_bytes,
-        )
-    }
-
-    fn has_room(&self) -> bool {
-        self.pending.len() < self.settings.max_in_flight_batches
-    }
-
-    /// Closes the open batch when it is due and there is room, else arms its linger timer.
-    fn maybe_close(&mut self, ctx: &mut Context<Self>) {
-        if self.builder.is_empty() {
-            return;
-        }
+    /// Takes parked pieces while the outbox can, closes what is due, starts POSTs.
+    fn run(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        let deadline = self
-            .builder
-            .deadline(self.settings.batch_linger)
-            .unwrap_or(now);
-        let due = self.builder_full() || self.flushing || deadline <= now;
-        if due && self.has_room() {
-            self.close(ctx, now);
-        } else if !due && self.linger_armed != Some(deadline) {
-            self.linger_armed = Some(deadline);
-            ctx.run_later(deadline - now, |act, ctx| {
-                act.linger_armed = None;
-                act.maybe_close(ctx);
-            });
-        }
-    }
-
-    fn close(&mut self, ctx: &mut Context<Self>, now: Instant) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let batch = self.builder.close(seq, self.settings.gzip, now);
-        if batch.records == 0 {
-            // Only skipped bytes (the rest of a cut line): nothing to POST, but the file
-            // position still moves on, in order.
-            let released = self.order.complete(seq, batch.acks);
-            if !released.is_empty() {
-                self.acks_to.do_send(Acked(released));
+        loop {
+            if let Some(deadline) = self.outbox.tick(now, self.flushing) {
+                if self.linger_armed != Some(deadline) {
+                    self.linger_armed = Some(deadline);
+                    ctx.run_later(deadline.saturating_duration_since(now), |act, ctx| {
+                        act.linger_armed = None;
+                        act.run(ctx);
+                    });
+                }
             }
-            self.wake_waiters();
-            return;
+            let Some((piece, reply)) = self.parked.pop_front() else {
+                break;
+            };
+            match self.outbox.offer(piece, now) {
+                Ok(()) => {
+                    let _ = reply.send(());
+                }
+                Err(piece) => {
+                    self.parked.push_front((piece, reply));
+                    break;
+                }
+            }
         }
-        self.pending.insert(
-            seq,
-            Pending {
-                batch,
-                state: State::Queued,
-                attempts: 0,
-            },
-        );
+        let released = self.outbox.take_released();
+        self.release(released, ctx);
         self.metrics
             .batches_in_flight
-            .set(self.pending.len() as i64);
-        self.pump(ctx);
-    }
-
-    /// Starts a POST for every queued batch.
-    fn pump(&mut self, ctx: &mut Context<Self>) {
-        let queued: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.state == State::Queued)
-            .map(|(seq, _)| *seq)
-            .collect();
-        for seq in queued {
-            self.launch(seq, ctx);
+            .set(self.outbox.in_flight() as i64);
+        while let Some((part, body, retry)) = self.outbox.next_send() {
+            if retry {
+                self.metrics.retries.inc();
+            }
+            self.launch(part, body, ctx);
         }
     }
 
-    fn launch(&mut self, seq: u64, ctx: &mut Context<Self>) {
-        let Some(p) = self.pending.get_mut(&seq) else {
+    fn release(&mut self, acks: Vec<Ack>, ctx: &mut Context<Self>) {
+        if acks.is_empty() {
             return;
-        };
-        p.state = State::Sending;
-        if p.attempts > 0 {
-            self.metrics.retries.inc();
         }
+        // At most one message per batch, bounded by the batches in flight.
+        let sent = self.acks_to.send(Acked(acks));
+        ctx.spawn(sent.into_actor(self).map(|result, _, _| {
+            if result.is_err() {
+                log::warn!("The tailer did not take an acknowledgement; the next one covers it.");
+            }
+        }));
+    }
+
+    fn launch(&mut self, part: PartId, body: actix_web::web::Bytes, ctx: &mut Context<Self>) {
         let mut req = self
             .client
             .post(&self.settings.url)
@@ -236,10 +207,9 @@ impl Forwarder {
         if let Some(token) = &self.settings.token {
             req = req.bearer_auth(token);
         }
-        let body = p.batch.body.clone();
         let fut = async move {
             match req.send_body(body).await {
-                Err(e) => Outcome::Failed {
+                Err(e) => Answer::Failed {
                     error: e.to_string(),
                 },
                 Ok(mut res) => {
@@ -250,11 +220,11 @@ impl Forwarder {
                             serde_json::from_slice::<shared::wire::IngestResponse>(&answer)
                                 .map(|r| r.duplicates)
                                 .unwrap_or(0);
-                        Outcome::Accepted { duplicates }
+                        Answer::Accepted { duplicates }
                     } else {
-                        Outcome::Rejected {
+                        Answer::Refused {
                             status: status.as_u16(),
-                            body: String::from_utf8_lossy(&answer).chars().take(300).collect(),
+                            detail: String::from_utf8_lossy(&answer).chars().take(300).collect(),
                         }
                     }
                 }
@@ -262,65 +232,55 @@ impl Forwarder {
         };
         ctx.spawn(
             fut.into_actor(self)
-                .map(move |outcome, act, ctx| act.answered(seq, outcome, ctx)),
+                .map(move |answer, act, ctx| act.answered(part, answer, ctx)),
         );
     }
 
-    fn answered(&mut self, seq: u64, outcome: Outcome, ctx: &mut Context<Self>) {
-        if !matches!(outcome, Outcome::Failed { .. }) {
+    fn answered(&mut self, part: PartId, answer: Answer, ctx: &mut Context<Self>) {
+        if !matches!(answer, Answer::Failed { .. }) {
             self.readiness.set_aggregator_answered();
         }
-        let Some(p) = self.pending.get_mut(&seq) else {
-            return;
-        };
-        match outcome {
-            Outcome::Accepted { duplicates } => {
-                if p.attempts > 0 {
-                    log::info!(batch = seq, attempts = p.attempts + 1; "The aggregator took a batch after retries.");
+        match self.outbox.answered(part, answer, Instant::now()) {
+            Verdict::Stored {
+                records,
+                bytes,
+                duplicates,
+                attempts,
+                released,
+                latency,
+            } => {
+                if attempts > 0 {
+                    log::info!(attempts = attempts + 1; "The aggregator took a batch after retries.");
                 }
-                let Some(p) = self.pending.remove(&seq) else {
-                    return;
-                };
                 let m = &self.metrics;
-                m.records_forwarded.inc_by(p.batch.records as u64);
-                m.forwarded_bytes.inc_by(p.batch.body.len() as u64);
+                m.records_forwarded.inc_by(records as u64);
+                m.forwarded_bytes.inc_by(bytes as u64);
                 m.batches_sent.inc();
                 m.duplicates_reported.inc_by(duplicates);
-                m.ack_latency
-                    .observe(p.batch.closed_at.elapsed().as_secs_f64());
-                m.batches_in_flight.set(self.pending.len() as i64);
-                let released = self.order.complete(seq, p.batch.acks);
-                if !released.is_empty() {
-                    // Acks are tiny and at most one message per batch, bounded by the
-                    // batches in flight: `do_send` cannot grow the tailer's queue unboundedly.
-                    self.acks_to.do_send(Acked(released));
+                if let Some(latency) = latency {
+                    m.ack_latency.observe(latency.as_secs_f64());
                 }
-                self.maybe_close(ctx);
-                self.wake_waiters();
-                self.pump(ctx);
+                self.release(released, ctx);
             }
-            Outcome::Rejected { .. } | Outcome::Failed { .. } => {
-                p.attempts += 1;
-                p.state = State::Waiting;
-                let attempts = p.attempts;
-                let delay = self.backoff.delay(attempts);
-                if matches!(outcome, Outcome::Failed { .. }) {
+            Verdict::Retry {
+                part,
+                delay,
+                attempts,
+                error_type,
+                detail,
+                connection,
+            } => {
+                if connection {
                     // A fresh client: a broken connection pool must not fail every retry.
                     self.client = client(&self.settings);
                 }
-                let (error_type, detail) = match &outcome {
-                    Outcome::Rejected { status, body } => (format!("http_{status}"), body.clone()),
-                    Outcome::Failed { error } => ("connection".to_owned(), error.clone()),
-                    Outcome::Accepted { .. } => unreachable!("handled above"),
-                };
                 self.metrics
                     .batch_failures
                     .with_label_values(&[&error_type])
                     .inc();
-                // One line per batch's first failure, then one every tenth attempt.
+                // One line per part's first failure, then one every tenth attempt.
                 if attempts == 1 || attempts % 10 == 0 {
                     log::warn!(
-                        batch = seq,
                         attempts = attempts,
                         error_type = error_type.as_str(),
                         detail = detail.as_str(),
@@ -329,24 +289,36 @@ impl Forwarder {
                     );
                 }
                 ctx.run_later(delay, move |act, ctx| {
-                    if let Some(p) = act.pending.get_mut(&seq) {
-                        if p.state == State::Waiting {
-                            p.state = State::Queued;
-                        }
-                    }
-                    act.pump(ctx);
+                    act.outbox.retry_due(part);
+                    act.run(ctx);
                 });
             }
+            Verdict::Split { records, status } => {
+                self.metrics.batch_splits.inc();
+                self.metrics
+                    .batch_failures
+                    .with_label_values(&[&format!("http_{status}")])
+                    .inc();
+                log::info!(records = records, status = status; "The aggregator refused a batch for its content; it is split to find the records it refuses.");
+            }
+            Verdict::Isolated {
+                status,
+                event_id,
+                source,
+                offset,
+            } => {
+                self.metrics.records_isolated.inc();
+                log::warn!(
+                    status = status,
+                    event_id = event_id.as_str(),
+                    file = source.as_deref().unwrap_or(""),
+                    offset = offset.unwrap_or(0);
+                    "The aggregator refused one record; it is sent again as a message carrying its text."
+                );
+            }
+            Verdict::Unknown => {}
         }
-    }
-
-    fn wake_waiters(&mut self) {
-        if self.builder_full() {
-            return;
-        }
-        while let Some(w) = self.waiters.pop_front() {
-            let _ = w.send(());
-        }
+        self.run(ctx);
     }
 
     fn probe(&mut self, ctx: &mut Context<Self>) {
@@ -394,22 +366,22 @@ impl Actor for Forwarder {
         ctx.set_mailbox_capacity(FORWARDER_MAILBOX);
         self.linger_armed = None;
         self.probe(ctx);
-        self.maybe_close(ctx);
-        self.pump(ctx);
+        self.run(ctx);
     }
 }
 
 impl Supervised for Forwarder {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        log::warn!(unacknowledged_batches = self.pending.len(); "The forwarder failed and restarts; its unacknowledged batches are sent again.");
+        log::warn!(unacknowledged_batches = self.outbox.in_flight(); "The forwarder failed and restarts; its unacknowledged batches are sent again.");
         self.metrics
             .actor_restarts
             .with_label_values(&["forwarder"])
             .inc();
-        // The old context's POSTs and timers are gone; the batches are not.
-        for p in self.pending.values_mut() {
-            p.state = State::Queued;
-        }
+        // The old context's POSTs and timers are gone; the batches are not. The parked
+        // pieces' replies went with the old context's futures: the enricher is told
+        // "refused" and its chunk is read again.
+        self.outbox.requeue_all();
+        self.parked.clear();
         self.client = client(&self.settings);
     }
 }
@@ -423,27 +395,10 @@ impl Handler<Records> for Forwarder {
             ctx.stop();
             return Box::pin(async { Err(Refused) });
         }
-        let now = Instant::now();
-        if self
-            .builder
-            .would_overflow(msg.body.len(), self.settings.batch_max_bytes)
-            && self.has_room()
-        {
-            self.close(ctx, now);
-        }
-        // A batch closes at the first piece that reaches the limit: room for one more.
-        let reserve = self.settings.batch_max_bytes + msg.body.len();
-        self.builder
-            .push(&msg.body, msg.records, msg.ack, now, reserve);
-        self.maybe_close(ctx);
-        if self.builder_full() {
-            // No room for another piece until a batch is acknowledged: hold the reply.
-            let (tx, rx) = oneshot::channel();
-            self.waiters.push_back(tx);
-            Box::pin(rx.map(|r| r.map_err(|_| Refused)))
-        } else {
-            Box::pin(async { Ok(()) })
-        }
+        let (tx, rx) = oneshot::channel();
+        self.parked.push_back((msg.0, tx));
+        self.run(ctx);
+        Box::pin(rx.map(|r| r.map_err(|_| Refused)))
     }
 }
 
@@ -452,7 +407,7 @@ impl Handler<Flush> for Forwarder {
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
         self.flushing = true;
-        self.maybe_close(ctx);
+        self.run(ctx);
     }
 }
 
@@ -460,8 +415,8 @@ impl Handler<Outstanding> for Forwarder {
     type Result = usize;
 
     fn handle(&mut self, _: Outstanding, ctx: &mut Context<Self>) -> usize {
-        self.maybe_close(ctx);
-        self.pending.len() + usize::from(!self.builder.is_empty()) + self.order.held()
+        self.run(ctx);
+        self.outbox.outstanding() + self.parked.len()
     }
 }
 

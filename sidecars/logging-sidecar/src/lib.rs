@@ -7,9 +7,10 @@
 //!   [`lines`] (splitting chunks into lines) and [`fingerprint`] (a file's identity);
 //! - [`enricher`] (the actor) over [`enrich`] (splicing the contract's fields into each
 //!   JSON line, wrapping the rest);
-//! - [`forwarder`] (the actor) over [`batch`] (batches, in-order acknowledgements,
-//!   backoff); its acknowledgements flow back to the tailer, which records them in
-//!   [`checkpoint`].
+//! - [`forwarder`] (the actor) over [`outbox`] (admission within the batch limits,
+//!   retries, isolating refused records, the order of acknowledgements) and [`batch`]
+//!   (batch building, in-order acknowledgements, backoff); its acknowledgements flow
+//!   back to the tailer, which records them in [`checkpoint`].
 //!
 //! Around them: [`config`] (settings from the environment), [`metrics`] (Prometheus
 //! metrics and readiness), [`server`] (`/health`, `/metrics`, start-up and the drain on
@@ -26,5 +27,6 @@ pub mod fingerprint;
 pub mod forwarder;
 pub mod lines;
 pub mod metrics;
+pub mod outbox;
 pub mod server;
 pub mod tailer;

@@ -17,6 +17,10 @@ pub struct Metrics {
     pub lines_not_json: IntCounter,
     pub lines_invalid_utf8: IntCounter,
     pub lines_truncated: IntCounter,
+    pub lines_rejected: IntCounter,
+    pub lines_blank: IntCounter,
+    pub records_isolated: IntCounter,
+    pub batch_splits: IntCounter,
     pub records_forwarded: IntCounter,
     pub forwarded_bytes: IntCounter,
     pub batches_sent: IntCounter,
@@ -98,6 +102,26 @@ impl Metrics {
                 registry,
                 "lines_truncated_total",
                 "Lines cut at MAX_LINE_BYTES.",
+            )?,
+            lines_rejected: counter(
+                registry,
+                "lines_rejected_total",
+                "JSON object lines the aggregator's record rules refuse (a number out of range, a lone surrogate, a non-string event_id), forwarded as a message instead.",
+            )?,
+            lines_blank: counter(
+                registry,
+                "lines_blank_total",
+                "Empty or whitespace-only lines, skipped (not forwarded).",
+            )?,
+            records_isolated: counter(
+                registry,
+                "records_isolated_total",
+                "Records the aggregator refused one by one, re-sent as a message carrying their text.",
+            )?,
+            batch_splits: counter(
+                registry,
+                "batch_splits_total",
+                "Batches the aggregator refused for their content, split in two to find the records it refuses.",
             )?,
             records_forwarded: counter(
                 registry,

@@ -29,7 +29,7 @@ use shared::startup::{self, Failure, Program, Settings};
 use crate::checkpoint::{CheckpointError, Checkpoints, CHECKPOINT_FILE};
 use crate::config::{SidecarConfig, SETTINGS_HELP, STATE_DIR};
 use crate::enrich::Splicer;
-use crate::enricher::Enricher;
+use crate::enricher::{Enricher, PieceLimits};
 use crate::fault::Fault;
 use crate::files::{FileSet, ReadSettings};
 use crate::forwarder::{Flush, Forwarder, ForwarderSettings, Outstanding};
@@ -130,11 +130,15 @@ async fn run(config: SidecarConfig) -> anyhow::Result<()> {
         retry_initial: config.retry_initial,
         retry_max: config.retry_max,
     };
-    let splicer = Splicer::new(
+    let splicer = Arc::new(Splicer::new(
         &config.service_name,
         &config.forwarded_by(),
         &config.environment,
-    );
+    ));
+    let piece_limits = PieceLimits {
+        max_records: config.batch_max_records,
+        max_bytes: config.batch_max_bytes,
+    };
 
     // The supervisor's factory must be 'static: the forwarder's address comes back
     // through a shared slot.
@@ -152,12 +156,13 @@ async fn run(config: SidecarConfig) -> anyhow::Result<()> {
                     readiness.clone(),
                     Fault::new(faults.forwarder),
                 );
-                Supervisor::start(move |_| Forwarder::new(settings, acks_to, f, m, r))
+                let splicer = splicer.clone();
+                Supervisor::start(move |_| Forwarder::new(settings, splicer, acks_to, f, m, r))
             };
             *forwarder_slot.borrow_mut() = Some(forwarder.clone());
             let enricher = {
                 let (m, f) = (metrics.clone(), Fault::new(faults.enricher));
-                Supervisor::start(move |_| Enricher::new(splicer, forwarder, f, m))
+                Supervisor::start(move |_| Enricher::new(splicer, piece_limits, forwarder, f, m))
             };
             Tailer::new(
                 files,

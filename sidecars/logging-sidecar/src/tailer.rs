@@ -4,7 +4,9 @@
 //! the read loop (read a chunk, `send(..).await` it to the enricher, read the next; when
 //! nothing is new, poll again after the poll interval), applies the acknowledgements the
 //! forwarder sends back, and writes the checkpoint file at most every checkpoint
-//! interval. Because it awaits each hand-over, a stalled pipeline stops the reading.
+//! interval. Because it awaits each hand-over, a stalled pipeline stops the reading, but
+//! not the discovery: that runs every poll interval whatever the pipeline does, so every
+//! file is opened (and held open) while it is still to be found.
 //!
 //! Under supervision: the read positions and checkpoints live in the actor's fields and
 //! survive a restart. A chunk lost in a failure was never counted as handed over, so it
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::batch::Ack;
+use crate::batch::Acked;
 use crate::enricher::{Enricher, LineBatch};
 use crate::fault::Fault;
 use crate::files::{Event, FileSet};
@@ -23,11 +25,6 @@ use crate::metrics::{Metrics, Readiness};
 
 /// Acknowledgements waiting for the tailer (at most one per batch in flight).
 pub const TAILER_MAILBOX: usize = 64;
-
-/// The aggregator stored everything before these positions.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Acked(pub Vec<Ack>);
 
 /// Stop reading (shutdown): what was read is still delivered and acknowledged.
 #[derive(Message)]
@@ -151,6 +148,10 @@ fn log_event(event: &Event, metrics: &Metrics) {
                 log::info!(path = path.display().to_string().as_str(); "A rotated log file was read to its end and closed.")
             }
         }
+        Event::Copy { path, offset } => {
+            metrics.rotations.with_label_values(&["copy"]).inc();
+            log::info!(path = path.display().to_string().as_str(), offset = *offset; "A new file is a copy of a known one (copytruncate); its backlog is read from the known file's acknowledged position.")
+        }
         Event::Recovered { path, offset } => {
             log::info!(path = path.display().to_string().as_str(), offset = *offset; "Found a file rotated while the sidecar was down; reading its rest first.")
         }
@@ -167,6 +168,14 @@ impl Actor for Tailer {
         ctx.set_mailbox_capacity(TAILER_MAILBOX);
         self.sending = false;
         ctx.run_interval(self.checkpoint_interval, |act, _| act.save());
+        // Discovery runs on its own clock, not only between reads: while a chunk waits
+        // for the pipeline (the aggregator down, say), rotations must still be seen, or
+        // a file created and renamed away meanwhile would never be opened.
+        ctx.run_interval(self.poll_interval, |act, _| {
+            if !act.stopped && act.last_discover.is_some() {
+                act.discover(Instant::now());
+            }
+        });
         self.readiness.set_tailing();
         self.schedule(ctx, Duration::ZERO);
     }
@@ -216,9 +225,11 @@ impl Handler<ReadStep> for Tailer {
         self.sending = true;
         let sent = self.enricher.send(LineBatch {
             key: chunk.key,
+            stream: chunk.stream,
             data: chunk.data,
             lines: chunk.lines,
             end_offset: position.end_offset,
+            source: chunk.source,
         });
         ctx.spawn(sent.into_actor(self).map(move |result, act, ctx| {
             act.sending = false;

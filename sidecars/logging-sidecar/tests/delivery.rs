@@ -221,9 +221,11 @@ async fn garbage_huge_and_non_utf8_lines() {
     bytes.extend_from_slice(json_line(1).as_bytes());
     fs::write(&rig.log, &bytes).unwrap();
     rig.start_sidecar(&[("MAX_LINE_BYTES", "1024")]).await;
-    rig.wait_unique(9).await;
+    // The empty line is skipped and counted, not forwarded.
+    rig.wait_unique(8).await;
+    rig.wait_metric("logging_sidecar_lines_blank_total 1").await;
     let records = rig.sink_records().await;
-    assert_eq!(records.len(), 9, "{records:?}");
+    assert_eq!(records.len(), 8, "{records:?}");
     let by_message: HashMap<String, &serde_json::Value> = records
         .iter()
         .map(|r| (r["message"].as_str().unwrap_or("").to_owned(), r))
@@ -237,7 +239,7 @@ async fn garbage_huge_and_non_utf8_lines() {
     assert_eq!(cafe["sidecar_invalid_utf8"], true);
     let cut = &by_message[&"x".repeat(1024)];
     assert_eq!(cut["sidecar_truncated"], true);
-    assert_eq!(by_message[""]["sidecar_not_json"], true);
+    assert!(!by_message.contains_key(""));
     assert!(by_message["crlf"].get("sidecar_not_json").is_none());
     for r in &records {
         assert_eq!(r["sidecar_forwarded_by"], "test-service-logging-sidecar");
@@ -290,9 +292,14 @@ async fn a_corrupt_checkpoint_is_reported_and_reading_starts_over() {
         .contains("\"offset\""));
     fs::write(&checkpoint, b"{\"version\": 1, \"files\": [tru").unwrap();
     rig.start_sidecar(&[]).await;
-    // Everything is read and sent again, and recognised by its event_id.
-    rig.wait_stat("duplicates", 1000).await;
-    rig.assert_exactly_once(0..1000).await;
+    // Everything is read and sent again: nothing is lost. Without the checkpoint the
+    // file's stream is unknown, so the lines come under a new stream and are stored a
+    // second time (see "Explicit limits" in docs/logging-sidecar.md).
+    rig.wait_unique(2000).await;
+    let records = rig.sink_records().await;
+    let tally = support::tally_numbered(&records, 0..1000);
+    assert!(tally.lost.is_empty(), "lost: {:?}", tally.lost);
+    assert_eq!(records.len(), 2000);
     assert!(rig.sidecar_stderr().contains("checkpoint file is unusable"));
 }
 

@@ -7,12 +7,15 @@
 //! With `SINK_LATENCY_FIELD=<name>` it also reads that integer field (microseconds since
 //! the Unix epoch, stamped by the writer) from each record and keeps the delay from then
 //! to arrival. `POST /control` makes it fail or stall on demand, to play an aggregator
-//! that is down or slow.
+//! that is down or slow, or refuse (400) any body holding a given text, to play one
+//! whose record rules are stricter than the sidecar's. `/stats` also reports the largest
+//! batch seen, in records and in (decompressed) bytes.
 //!
 //! Settings: `LISTEN_ADDR` (127.0.0.1:9200), `SINK_MODE` (record | count),
 //! `SINK_TOKEN` (a bearer token to require), `SINK_LATENCY_FIELD` (unset).
 //! Endpoints: `POST /logs`, `GET /stats`, `GET /records` (NDJSON, arrival order),
-//! `GET /latency`, `POST /control {"fail_status": 503 | null, "stall_ms": 0}`,
+//! `GET /latency`,
+//! `POST /control {"fail_status": 503 | null, "stall_ms": 0, "refuse_containing": "…"}`,
 //! `GET /health`.
 
 use std::collections::HashSet;
@@ -49,6 +52,9 @@ struct State {
     latencies_us: Vec<u64>,
     fail_status: Option<u16>,
     stall_ms: u64,
+    refuse_containing: Option<String>,
+    max_batch_records: u64,
+    max_batch_bytes: u64,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +62,10 @@ struct Control {
     fail_status: Option<u16>,
     #[serde(default)]
     stall_ms: u64,
+    /// A body holding this text is refused with 400, as an aggregator with stricter
+    /// record rules would.
+    #[serde(default)]
+    refuse_containing: Option<String>,
 }
 
 fn now_us() -> u64 {
@@ -88,10 +98,17 @@ async fn ingest(req: HttpRequest, body: web::Bytes, sink: web::Data<Sink>) -> Ht
                 .json(json!({"error": "missing or wrong bearer token", "status": 401}));
         }
     }
-    let (fail, stall) = {
+    let (fail, stall, refuse) = {
         let st = sink.state.lock().unwrap_or_else(|e| e.into_inner());
-        (st.fail_status, st.stall_ms)
+        (st.fail_status, st.stall_ms, st.refuse_containing.clone())
     };
+    if let Some(text) = refuse {
+        if memchr::memmem::find(&body, text.as_bytes()).is_some() {
+            sink.state.lock().unwrap_or_else(|e| e.into_inner()).refused += 1;
+            return HttpResponse::BadRequest()
+                .json(json!({"error": "a record is refused on demand", "status": 400}));
+        }
+    }
     if stall > 0 {
         actix_rt::time::sleep(Duration::from_millis(stall)).await;
     }
@@ -110,6 +127,9 @@ async fn ingest(req: HttpRequest, body: web::Bytes, sink: web::Data<Sink>) -> Ht
     let mut st = sink.state.lock().unwrap_or_else(|e| e.into_inner());
     st.batches += 1;
     st.bytes += body.len() as u64;
+    let batch_records = memchr::memchr_iter(b'\n', &body).count() as u64;
+    st.max_batch_records = st.max_batch_records.max(batch_records);
+    st.max_batch_bytes = st.max_batch_bytes.max(body.len() as u64);
     let (mut accepted, mut duplicates) = (0u64, 0u64);
     if !sink.record_mode && needle.is_none() {
         // Counting only: as cheap as the sink can be, so the sidecar is what is measured.
@@ -168,6 +188,7 @@ async fn stats(sink: web::Data<Sink>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "received": st.received, "unique": unique, "duplicates": st.duplicates,
         "batches": st.batches, "bytes": st.bytes, "refused": st.refused,
+        "max_batch_records": st.max_batch_records, "max_batch_bytes": st.max_batch_bytes,
     }))
 }
 
@@ -202,6 +223,7 @@ async fn control(body: web::Json<Control>, sink: web::Data<Sink>) -> HttpRespons
     let mut st = sink.state.lock().unwrap_or_else(|e| e.into_inner());
     st.fail_status = body.fail_status;
     st.stall_ms = body.stall_ms;
+    st.refuse_containing = body.refuse_containing.clone();
     HttpResponse::Ok().json(json!({"fail_status": st.fail_status, "stall_ms": st.stall_ms}))
 }
 

@@ -57,6 +57,8 @@ fn spawn_receiver(receiver: &Receiver, port: u16, dir: &Path) -> Process {
                 ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
                 ("DATA_DIR", dir.join("data").display().to_string()),
                 ("AGGREGATOR_TOKEN", TOKEN.to_owned()),
+                // The test lines are dated 2026-01-01: kept whatever their age.
+                ("RETENTION_MAX_AGE", "0".to_owned()),
             ],
             dir,
         ),
@@ -181,6 +183,11 @@ impl Rig {
         }
     }
 
+    /// Sends `signal` to the receiver (SIGSTOP / SIGCONT to freeze and thaw it).
+    pub fn signal_receiver(&self, signal: i32) {
+        self.receiver_proc.signal(signal);
+    }
+
     pub fn kill_sidecar(&mut self) {
         if let Some(mut p) = self.sidecar.take() {
             p.kill();
@@ -251,6 +258,21 @@ impl Rig {
             .client
             .post(format!("{}/control", self.receiver_url))
             .send_json(&json!({"fail_status": fail_status, "stall_ms": 0}))
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+    }
+
+    /// Makes the counting sink refuse (400) any body holding `text`, or stop refusing.
+    pub async fn sink_refuse(&mut self, text: Option<&str>) {
+        self.receiver_proc
+            .wait_ready(&format!("{}/health", self.receiver_url), DEADLINE)
+            .await
+            .unwrap();
+        let res = self
+            .client
+            .post(format!("{}/control", self.receiver_url))
+            .send_json(&json!({"fail_status": null, "stall_ms": 0, "refuse_containing": text}))
             .await
             .unwrap();
         assert!(res.status().is_success());
@@ -343,4 +365,64 @@ impl Rig {
         assert!(missing.is_empty(), "missing (first few): {missing:?}");
         assert_eq!(records.len() as u64, seqs.end - seqs.start);
     }
+}
+
+/// How the numbered lines `seqs` came through in `records`: a record counts for the
+/// line whose `seq` it carries, or, when it is a message carrying a refused line's
+/// text, for the `seq` inside that text.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub lost: Vec<u64>,
+    pub duplicated: Vec<u64>,
+    /// Records that are no numbered line.
+    pub others: Vec<Value>,
+}
+
+pub fn tally_numbered(records: &[Value], seqs: Range<u64>) -> Tally {
+    let mut counts: HashMap<u64, u32> = HashMap::new();
+    let mut tally = Tally::default();
+    for r in records {
+        let seq = r["seq"].as_u64().or_else(|| {
+            let text = r["message"].as_str()?;
+            let inner: Value = serde_json::from_str(text).ok()?;
+            inner["seq"].as_u64()
+        });
+        match seq {
+            Some(seq) => *counts.entry(seq).or_default() += 1,
+            None => tally.others.push(r.clone()),
+        }
+    }
+    tally.lost = seqs.filter(|s| !counts.contains_key(s)).collect();
+    tally.duplicated = counts
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(s, _)| *s)
+        .collect();
+    tally
+}
+
+/// Asserts 0 lost and 0 duplicated, printing both counts.
+pub fn assert_none_lost_or_twice(tally: &Tally, what: &str) {
+    println!(
+        "{what}: {} lost, {} duplicated, {} other records",
+        tally.lost.len(),
+        tally.duplicated.len(),
+        tally.others.len()
+    );
+    assert!(
+        tally.lost.is_empty() && tally.duplicated.is_empty(),
+        "{what}: lost (first few) {:?}, duplicated (first few) {:?}",
+        &tally.lost[..tally.lost.len().min(5)],
+        &tally.duplicated[..tally.duplicated.len().min(5)]
+    );
+}
+
+/// Appends raw bytes to `path`.
+pub fn append_raw(path: &Path, bytes: &[u8]) {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(bytes).unwrap();
 }

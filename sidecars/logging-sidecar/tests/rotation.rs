@@ -1,0 +1,80 @@
+//! Rotation while delivery is stalled: every rotated file is still found and read, and
+//! a copy made by copytruncate is followed, so its backlog is shipped.
+//!
+//! - `rename_rotations_while_the_aggregator_refuses_lose_nothing`: the aggregator answers
+//!   503 while the file is renamed away and recreated ten times (once whole rotated
+//!   files were never opened: the tailer stopped discovering while a chunk waited).
+//! - `copytruncate_during_an_outage_ships_the_backlog`: the unread backlog sits in the
+//!   copy (once 18,027 of 59,997 lines lost).
+
+mod support;
+
+use std::fs;
+use std::time::Duration;
+
+use support::{append_lines, assert_none_lost_or_twice, tally_numbered, Rig};
+
+fn env() -> [(&'static str, &'static str); 4] {
+    [
+        ("BATCH_MAX_RECORDS", "100"),
+        ("RETRY_INITIAL_MS", "20"),
+        ("RETRY_MAX_MS", "100"),
+        ("ROTATE_WAIT_MS", "200"),
+    ]
+}
+
+#[actix_rt::test]
+async fn rename_rotations_while_the_aggregator_refuses_lose_nothing() {
+    let mut rig = Rig::new();
+    append_lines(&rig.log, 0..500);
+    rig.start_sidecar(&env()).await;
+    rig.wait_unique(500).await;
+    rig.sink_control(Some(503)).await;
+    let mut next = 500;
+    for i in 0..10u64 {
+        append_lines(&rig.log, next..next + 1000);
+        next += 1000;
+        // Let the discovery (every poll) see the new file before it is renamed away.
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        fs::rename(&rig.log, rig.dir.path().join(format!("app.log.{i}"))).unwrap();
+    }
+    append_lines(&rig.log, next..next + 1000);
+    next += 1000;
+    rig.wait_metric("logging_sidecar_batch_failures_total{error_type=\"http_503\"}")
+        .await;
+    rig.sink_control(None).await;
+    rig.wait_unique(next).await;
+    let records = rig.sink_records().await;
+    let tally = tally_numbered(&records, 0..next);
+    assert_none_lost_or_twice(&tally, "rename rotations during an outage");
+    assert!(tally.others.is_empty());
+}
+
+#[actix_rt::test]
+async fn copytruncate_during_an_outage_ships_the_backlog() {
+    let mut rig = Rig::new();
+    append_lines(&rig.log, 0..1000);
+    rig.start_sidecar(&env()).await;
+    rig.wait_unique(1000).await;
+    rig.sink_control(Some(503)).await;
+    append_lines(&rig.log, 1000..6000);
+    rig.wait_metric("logging_sidecar_batch_failures_total{error_type=\"http_503\"}")
+        .await;
+    // logrotate's copytruncate: copy, then truncate in place; the app writes on.
+    fs::copy(&rig.log, rig.dir.path().join("app.log.1")).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&rig.log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append_lines(&rig.log, 6000..7000);
+    rig.wait_metric("logging_sidecar_rotations_total{kind=\"copy\"} 1")
+        .await;
+    rig.sink_control(None).await;
+    rig.wait_unique(7000).await;
+    let records = rig.sink_records().await;
+    let tally = tally_numbered(&records, 0..7000);
+    assert_none_lost_or_twice(&tally, "copytruncate during an outage");
+    assert!(tally.others.is_empty());
+}
