@@ -95,3 +95,41 @@ async fn a_pushed_entry_reaches_the_tail() {
     }
     ws.close().await.unwrap();
 }
+
+#[actix_rt::test]
+async fn an_open_tail_does_not_hold_up_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agg = Aggregator::start(dir.path(), &[("SHUTDOWN_GRACE", "60s")]).await;
+    let url = format!(
+        "{}?query=%7Bjob%3D%22t%22%7D",
+        agg.url("/loki/api/v1/tail").replace("http://", "ws://")
+    );
+    let (_, mut ws) = awc::Client::new()
+        .ws(&url)
+        .connect()
+        .await
+        .expect("tail opened");
+    let stopping = Instant::now();
+    agg.process.signal(libc::SIGTERM);
+    // The tail is closed with "going away", then the process exits.
+    let closed = loop {
+        let left = Duration::from_secs(20).saturating_sub(stopping.elapsed());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Frame::Close(reason)))) => break reason,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    let reason = closed.expect("a close reason");
+    assert_eq!(reason.code, awc::ws::CloseCode::Away);
+    let status = agg
+        .process
+        .wait_timeout(Duration::from_secs(20))
+        .expect("stops after SIGTERM");
+    println!(
+        "stopped {:?} after SIGTERM with a Loki tail open",
+        stopping.elapsed()
+    );
+    assert!(status.success(), "{status:?}");
+    assert!(stopping.elapsed() < Duration::from_secs(10));
+}

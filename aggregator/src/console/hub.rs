@@ -116,7 +116,8 @@ pub struct Hub {
     ring: Mutex<Ring>,
     tx: broadcast::Sender<Event>,
     started: std::sync::Once,
-    closed: std::sync::atomic::AtomicBool,
+    /// Set once by [`Hub::close`]; the Loki WebSocket tail watches it too.
+    closed: tokio::sync::watch::Sender<bool>,
     /// Identifies this hub's event ids: its start time in microseconds.
     pub epoch: i64,
 }
@@ -127,7 +128,7 @@ impl Default for Hub {
             ring: Mutex::new(Ring::default()),
             tx: broadcast::channel(HUB_CAPACITY).0,
             started: std::sync::Once::new(),
-            closed: std::sync::atomic::AtomicBool::new(false),
+            closed: tokio::sync::watch::Sender::new(false),
             epoch: chrono::Utc::now().timestamp_micros(),
         }
     }
@@ -174,13 +175,19 @@ impl Hub {
     /// Ends every tail's stream: the aggregator is stopping.
     pub fn close(&self) {
         let _ring = self.lock();
-        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.closed.send_replace(true);
         let _ = self.tx.send(Event::Closing);
     }
 
     /// Whether [`Hub::close`] was called; a new tail is refused then.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+        *self.closed.borrow()
+    }
+
+    /// Tells a long-lived stream of another kind (the Loki tail) when the aggregator
+    /// stops, so that it ends and does not hold up the stop.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closed.subscribe()
     }
 
     /// Subscribes, and reads what followed `after` (when resuming) at the same instant.

@@ -5,7 +5,8 @@
 //! ([`crate::store::Store::subscribe`]), so an entry reaches the tail when its push is
 //! acknowledged, with no polling. The feed is subscribed to before the look-back is read,
 //! so nothing committed in between is missed, and records the look-back already sent are
-//! not sent again. A tail that falls more than the feed's buffer behind is closed with a
+//! not sent again. On SIGTERM every tail is closed (`1001`), so open tails do not hold
+//! up the stop. A tail that falls more than the feed's buffer behind is closed with a
 //! reason saying so (it is never silently thinned); the client reconnects.
 
 use std::collections::HashSet;
@@ -76,6 +77,12 @@ async fn open(
             ),
         )
     })?;
+    let mut closing = state.hub.closing();
+    if *closing.borrow() {
+        return Err(LokiError::unavailable(
+            "live tail (the aggregator is stopping)",
+        ));
+    }
     let mut feed = state.store.subscribe();
     let (lookback, seen) = look_back(state, loki, &expr, start, now, limit).await?;
     let (answer, mut session, mut incoming) = actix_ws::handle(&req, body)
@@ -95,6 +102,11 @@ async fn open(
                     }
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
                     Some(Ok(_)) => {}
+                },
+                // The stop waits for open connections: a tail ends at the signal.
+                _ = closing.wait_for(|stopping| *stopping) => break CloseReason {
+                    code: CloseCode::Away,
+                    description: Some("the aggregator is stopping".to_owned()),
                 },
                 batch = feed.recv() => match batch {
                     Ok(committed) => {
