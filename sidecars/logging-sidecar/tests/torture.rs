@@ -89,14 +89,22 @@ async fn met(rig: &Rig) {
     let deadline = Instant::now() + support::DEADLINE;
     let checkpoint = rig.state.join("logging-sidecar-checkpoints.json");
     loop {
+        // By inode and first line: an inode is soon reused by a new file.
         let ino = fs::metadata(&rig.log).map(|m| m.ino()).unwrap_or(0);
+        let fingerprint = fs::File::open(&rig.log)
+            .ok()
+            .and_then(|f| logging_sidecar::fingerprint::of_file(&f).ok().flatten())
+            .map(|fp| format!("{fp:x}"));
         let known = fs::read(&checkpoint)
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .is_some_and(|v| {
-                v["files"]
-                    .as_array()
-                    .is_some_and(|f| f.iter().any(|e| e["ino"].as_u64() == Some(ino)))
+                v["files"].as_array().is_some_and(|f| {
+                    f.iter().any(|e| {
+                        e["ino"].as_u64() == Some(ino)
+                            && e["fingerprint"].as_str() == fingerprint.as_deref()
+                    })
+                })
             });
         if known {
             return;
