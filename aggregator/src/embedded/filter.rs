@@ -29,12 +29,22 @@ pub fn lower(w: &str) -> String {
 }
 
 /// The words of a query, to be found in this order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Phrase {
     pub words: Vec<String>,
     /// The last word is a prefix (`conn*`).
     pub prefix: bool,
+    /// A substring searcher per whole word, built once per query rather than per row.
+    finders: Vec<memchr::memmem::Finder<'static>>,
 }
+
+impl PartialEq for Phrase {
+    fn eq(&self, other: &Phrase) -> bool {
+        self.words == other.words && self.prefix == other.prefix
+    }
+}
+
+impl Eq for Phrase {}
 
 impl Phrase {
     /// From the phrase [`crate::query::text_phrase`] built: `"w1 w2"` or `"w1 w2"*`.
@@ -42,43 +52,58 @@ impl Phrase {
         let prefix = text.ends_with('*');
         let mut words = Vec::new();
         words_into(text, &mut words);
-        Phrase { words, prefix }
+        let whole = words.len() - usize::from(prefix && !words.is_empty());
+        let finders = words[..whole]
+            .iter()
+            .map(|w| memchr::memmem::Finder::new(w.as_bytes()).into_owned())
+            .collect();
+        Phrase {
+            words,
+            prefix,
+            finders,
+        }
     }
 
     /// Whether `text` holds the phrase. Cheap rejections first: for ASCII text, every
     /// word but a prefix must appear in the lowercased text (a SIMD substring search)
-    /// before the text is split into words and compared exactly.
-    pub fn matches(&self, text: &str, scratch: &mut Vec<String>) -> bool {
+    /// before the text's words are compared exactly, without allocating.
+    pub fn matches(&self, text: &str, _scratch: &mut Vec<String>) -> bool {
         if self.words.is_empty() {
             return false;
         }
         if text.is_ascii() {
-            let whole = self.words.len() - usize::from(self.prefix);
             let present = LOWER.with(|buf| {
                 let mut buf = buf.borrow_mut();
                 buf.clear();
                 buf.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
-                self.words[..whole]
-                    .iter()
-                    .all(|w| memchr::memmem::find(&buf, w.as_bytes()).is_some())
+                self.finders.iter().all(|f| f.find(&buf).is_some())
             });
             if !present {
                 return false;
             }
         }
-        scratch.clear();
-        words_into(text, scratch);
         let n = self.words.len();
-        if scratch.len() < n {
+        let got: Vec<&str> = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        if got.len() < n {
             return false;
         }
-        (0..=scratch.len() - n).any(|start| {
+        (0..=got.len() - n).any(|start| {
             self.words.iter().enumerate().all(|(i, w)| {
-                let got = &scratch[start + i];
+                let g = got[start + i];
                 if i == n - 1 && self.prefix {
-                    got.starts_with(w.as_str())
+                    if g.is_ascii() {
+                        g.len() >= w.len()
+                            && g.as_bytes()[..w.len()].eq_ignore_ascii_case(w.as_bytes())
+                    } else {
+                        lower(g).starts_with(w.as_str())
+                    }
+                } else if g.is_ascii() {
+                    g.eq_ignore_ascii_case(w)
                 } else {
-                    got == w
+                    lower(g) == *w
                 }
             })
         })

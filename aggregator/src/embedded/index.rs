@@ -15,13 +15,18 @@ use super::segment::Row;
 
 /// The footer key of the index.
 pub const INDEX_KEY: &str = "log_aggregator.index";
-/// Bumped when the index changes incompatibly; an unknown version is a damaged segment.
-pub const INDEX_VERSION: u32 = 1;
+/// Bumped when the index changes; an unknown version is a damaged segment. Version 1
+/// (one request-id filter per row group) is still read.
+pub const INDEX_VERSION: u32 = 2;
+/// Rows per block of a row group: a request id's filter covers one block, and every
+/// column's data pages hold this many rows, so a lookup decompresses the pages of the
+/// blocks whose filter may hold the id (about 450 KiB of bodies) instead of the group.
+pub const BLOCK_ROWS: usize = 1024;
 /// Filter bits per distinct word (about 1% false positives with 7 probes).
 pub const WORD_BITS_PER_KEY: usize = 10;
-/// Filter bits per distinct request id: a lookup checks every row group, so fewer false
-/// positives pay (about 0.1% with 7 probes: at 10,000,000 records about one row group
-/// read in vain per lookup), for 1.75 bytes per record in the footer.
+/// Filter bits per distinct request id: a lookup checks every block, so fewer false
+/// positives pay (about 0.1% with 7 probes: at 10,000,000 records about ten blocks of
+/// 1,024 rows read in vain per lookup), for 1.75 bytes per record in the footer.
 pub const REQUEST_BITS_PER_KEY: usize = 14;
 const PROBES: u64 = 7;
 
@@ -88,14 +93,15 @@ pub struct GroupIndex {
     /// Records per (service, level).
     pub labels: Vec<(Option<String>, Option<String>, u32)>,
     pub words: Bloom,
-    pub requests: Bloom,
+    /// The request ids of each block of `block_rows` rows (the last one shorter).
+    pub requests: Vec<Bloom>,
+    pub block_rows: u32,
 }
 
 impl GroupIndex {
     pub fn build(rows: &[Row<'_>]) -> GroupIndex {
         let mut labels: HashMap<(Option<&str>, Option<&str>), u32> = HashMap::new();
         let mut words = HashSet::new();
-        let mut requests = HashSet::new();
         let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
         let (mut first_id, mut last_id) = (i64::MAX, i64::MIN);
         for r in rows {
@@ -119,10 +125,18 @@ impl GroupIndex {
                     }
                 }
             }
-            if let Some(r) = &rec.request_id {
-                requests.insert(key_hash(r.as_bytes()));
-            }
         }
+        let requests = rows
+            .chunks(BLOCK_ROWS)
+            .map(|block| {
+                let keys: HashSet<u64> = block
+                    .iter()
+                    .filter_map(|r| r.record.request_id.as_deref())
+                    .map(|r| key_hash(r.as_bytes()))
+                    .collect();
+                Bloom::build(&keys, REQUEST_BITS_PER_KEY)
+            })
+            .collect();
         let mut labels: Vec<_> = labels
             .into_iter()
             .map(|((s, l), n)| (s.map(str::to_owned), l.map(str::to_owned), n))
@@ -136,8 +150,27 @@ impl GroupIndex {
             last_id,
             labels,
             words: Bloom::build(&words, WORD_BITS_PER_KEY),
-            requests: Bloom::build(&requests, REQUEST_BITS_PER_KEY),
+            requests,
+            block_rows: BLOCK_ROWS as u32,
         }
+    }
+
+    /// The `[start, end)` rows of the blocks whose filter may hold request id `key`,
+    /// adjacent blocks merged.
+    pub fn request_rows(&self, key: u64) -> Vec<(usize, usize)> {
+        let size = self.block_rows as usize;
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        for (b, bloom) in self.requests.iter().enumerate() {
+            if !bloom.may_contain(key) {
+                continue;
+            }
+            let (start, end) = (b * size, ((b + 1) * size).min(self.rows as usize));
+            match out.last_mut() {
+                Some(last) if last.1 == start => last.1 = end,
+                _ => out.push((start, end)),
+            }
+        }
+        out
     }
 
     /// Records of this group whose labels match, when only labels filter.
@@ -158,7 +191,8 @@ impl GroupIndex {
             return false;
         }
         if let Some(r) = &f.request_id {
-            if !self.requests.may_contain(key_hash(r.as_bytes())) {
+            let key = key_hash(r.as_bytes());
+            if !self.requests.iter().any(|b| b.may_contain(key)) {
                 return false;
             }
         }
@@ -254,7 +288,14 @@ struct EncodedGroup {
     ids: (i64, i64),
     labels: Vec<(Option<String>, Option<String>, u32)>,
     words: String,
-    requests: String,
+    /// Version 1: the request ids of the whole group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requests: Option<String>,
+    /// Version 2: the request ids of each block of `block_rows` rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    request_blocks: Vec<String>,
+    #[serde(default)]
+    block_rows: u32,
 }
 
 fn bits_to_b64(b: &Bloom) -> String {
@@ -290,7 +331,9 @@ impl SegmentIndex {
                     ids: (g.first_id, g.last_id),
                     labels: g.labels.clone(),
                     words: bits_to_b64(&g.words),
-                    requests: bits_to_b64(&g.requests),
+                    requests: None,
+                    request_blocks: g.requests.iter().map(bits_to_b64).collect(),
+                    block_rows: g.block_rows,
                 })
                 .collect(),
         };
@@ -299,7 +342,7 @@ impl SegmentIndex {
 
     pub fn decode(text: &str) -> Result<SegmentIndex, String> {
         let e: Encoded = serde_json::from_str(text).map_err(|e| format!("bad index: {e}"))?;
-        if e.version != INDEX_VERSION {
+        if e.version != INDEX_VERSION && e.version != 1 {
             return Err(format!(
                 "index version {} is not {INDEX_VERSION}",
                 e.version
@@ -307,6 +350,24 @@ impl SegmentIndex {
         }
         let mut groups = Vec::with_capacity(e.groups.len());
         for g in e.groups {
+            let (requests, block_rows) = if e.version == 1 {
+                let bits = g
+                    .requests
+                    .as_deref()
+                    .ok_or_else(|| "no request filter".to_owned())?;
+                (vec![b64_to_bits(bits)?], g.rows.max(1))
+            } else {
+                let blocks = g
+                    .request_blocks
+                    .iter()
+                    .map(|b| b64_to_bits(b))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (blocks, g.block_rows)
+            };
+            if block_rows == 0 || requests.len() != (g.rows as usize).div_ceil(block_rows as usize)
+            {
+                return Err("the request filters do not match the rows".to_owned());
+            }
             groups.push(GroupIndex {
                 rows: g.rows,
                 ts_min: g.ts.0,
@@ -315,7 +376,8 @@ impl SegmentIndex {
                 last_id: g.ids.1,
                 labels: g.labels,
                 words: b64_to_bits(&g.words)?,
-                requests: b64_to_bits(&g.requests)?,
+                requests,
+                block_rows,
             });
         }
         Ok(SegmentIndex { groups, ids: e.ids })
@@ -324,7 +386,66 @@ impl SegmentIndex {
     pub fn memory_bytes(&self) -> usize {
         self.groups
             .iter()
-            .map(|g| g.words.bytes() + g.requests.bytes() + 64 + g.labels.len() * 64)
+            .map(|g| {
+                g.words.bytes()
+                    + g.requests.iter().map(|b| b.bytes() + 24).sum::<usize>()
+                    + 64
+                    + g.labels.len() * 64
+            })
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::segment::Row;
+    use crate::record::{parse, Received};
+
+    #[test]
+    fn request_filters_point_at_blocks() {
+        let received = Received::now();
+        let records: Vec<_> = (0..2500)
+            .map(|i| parse(&format!(r#"{{"request_id":"r{i}"}}"#), &received).unwrap())
+            .collect();
+        let rows: Vec<Row> = records
+            .iter()
+            .enumerate()
+            .map(|(i, record)| Row {
+                id: i as i64,
+                record,
+            })
+            .collect();
+        let g = GroupIndex::build(&rows);
+        assert_eq!(g.requests.len(), 3);
+        for i in [0, 1023, 1024, 2047, 2048, 2499] {
+            let found = g.request_rows(key_hash(format!("r{i}").as_bytes()));
+            assert!(
+                found.iter().any(|&(a, b)| a <= i && i < b),
+                "r{i}: {found:?}"
+            );
+            assert!(found
+                .iter()
+                .all(|&(a, b)| a % BLOCK_ROWS == 0 && (b % BLOCK_ROWS == 0 || b == 2500)));
+        }
+        let again = SegmentIndex::decode(
+            &SegmentIndex {
+                groups: vec![g.clone()],
+                ids: IdSummary::default(),
+            }
+            .encode(),
+        )
+        .unwrap();
+        assert_eq!(again.groups, vec![g]);
+    }
+
+    #[test]
+    fn version_1_footers_are_read_as_one_block_per_group() {
+        let v1 = r#"{"version":1,"groups":[{"rows":3,"ts":[1,2],"ids":[1,3],"labels":[],"words":"","requests":""}],"ids":{"ranges":[],"opaque":0}}"#;
+        let index = SegmentIndex::decode(v1).unwrap();
+        assert_eq!(index.groups[0].request_rows(key_hash(b"any")), vec![(0, 3)]);
+        let bad = r#"{"version":2,"groups":[{"rows":3000,"ts":[1,2],"ids":[1,3],"labels":[],"words":"","request_blocks":[""],"block_rows":1024}],"ids":{"ranges":[],"opaque":0}}"#;
+        assert!(SegmentIndex::decode(bad).is_err());
+        assert!(SegmentIndex::decode(&v1.replace("\"version\":1", "\"version\":9")).is_err());
     }
 }

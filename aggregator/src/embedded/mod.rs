@@ -10,16 +10,17 @@
 //! - [`wal`]: the write-ahead log and its replay.
 //! - [`memory`]: the buffer's chunks and the [`memory::View`] queries read.
 //! - [`flusher`]: the actor that writes segments and merges small ones.
-//! - [`segment`]: the Parquet files, written and read; [`index`]: what their footers
-//!   say about each row group.
+//! - [`segment`]: the Parquet files, written and read (only the pages a query needs);
+//!   [`index`]: what their footers say about each row group and its blocks.
 //! - [`reader`] and [`search`]: queries over the buffer and the segments together;
 //!   [`filter`]: a query as a predicate, and text search's words; [`scan`]: the pages
-//!   of a time range that Loki's API reads.
+//!   of a time range that Loki's API reads; `bodies`: the stored texts of a page's rows.
 //! - [`recover`]: start-up after any crash; [`import`]: a SQLite store brought over.
 //!
 //! Layout of `DATA_DIR`: `wal/*.wal`, `segments/*.parquet`, `damaged/` for segments
 //! that could not be read; see docs/log-aggregator.md.
 
+mod bodies;
 pub mod dedup;
 pub mod engine;
 pub mod filter;

@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
+use super::bodies::SegmentBodies;
 use super::filter::{After, Filter};
 use super::memory::View;
 use super::reader::Reader;
-use super::search::{chunk_body, scan_segment, seg_err, timeout, Best, Hit, Place};
-use super::segment::COL_BODY;
+use super::search::{chunk_body, scan_segment, timeout, Best, Hit, Place};
 use crate::query::Order;
 use crate::sqlite::scan::SCAN_PAGE_BYTES;
 use crate::store::{ScanPage, ScanQuery, ScanRow, StoreError};
@@ -84,27 +84,16 @@ pub fn scan(
     best.trim();
     let mut page = ScanPage::default();
     let mut bytes = 0;
-    let mut loaded: Option<((usize, usize), super::segment::Strings)> = None;
-    for hit in best.hits {
+    let mut bodies = SegmentBodies::default();
+    let shown = best.hits.len().min(q.limit);
+    for (i, hit) in best.hits.iter().enumerate() {
         if page.rows.len() == q.limit || bytes > SCAN_PAGE_BYTES {
             page.more = true;
             break;
         }
         let body = match hit.place {
             Place::Memory { chunk, row } => chunk_body(&view.memory[chunk], row).to_owned(),
-            Place::Segment { seg, group, row } => {
-                if loaded.as_ref().map(|(k, _)| *k) != Some((seg, group)) {
-                    let col = view.segments[seg]
-                        .read_strings(group, COL_BODY)
-                        .map_err(seg_err)?;
-                    loaded = Some(((seg, group), col));
-                }
-                loaded
-                    .as_ref()
-                    .and_then(|(_, c)| c.get(row))
-                    .unwrap_or("{}")
-                    .to_owned()
-            }
+            Place::Segment { .. } => bodies.get(view, &best.hits[i..shown])?,
         };
         bytes += body.len();
         page.rows.push(ScanRow {

@@ -12,6 +12,7 @@
 
 use std::time::Instant;
 
+use super::bodies::SegmentBodies;
 use super::filter::{After, Filter};
 use super::index::key_hash;
 use super::memory::{Chunk, View};
@@ -196,6 +197,10 @@ pub fn query(
 }
 
 /// Matches in `seg` (0 when `counted`), pushing its hits after the cursor into `best`.
+///
+/// When the segment remembers its count for this filter, only the groups that can still
+/// place a hit are read; otherwise every group that may match is, and the count is
+/// remembered.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scan_segment(
     seg: &Segment,
@@ -208,7 +213,33 @@ pub(super) fn scan_segment(
     deadline: Instant,
     given: std::time::Duration,
 ) -> Result<u64, StoreError> {
+    if !counted {
+        if let Some(n) = seg.matched.get(f) {
+            scan_groups(seg, si, f, after, true, best, scratch, deadline, given)?;
+            return Ok(n);
+        }
+    }
+    let n = scan_groups(seg, si, f, after, counted, best, scratch, deadline, given)?;
+    if !counted {
+        seg.matched.put(f, n);
+    }
+    Ok(n)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn scan_groups(
+    seg: &Segment,
+    si: usize,
+    f: &Filter,
+    after: &After,
+    counted: bool,
+    best: &mut Best,
+    scratch: &mut Vec<String>,
+    deadline: Instant,
+    given: std::time::Duration,
+) -> Result<u64, StoreError> {
     let groups = seg.index.groups.len();
+    let request_key = f.request_id.as_deref().map(|r| key_hash(r.as_bytes()));
     let mut total = 0;
     let mut taken = 0usize;
     for step in 0..groups {
@@ -248,8 +279,18 @@ pub(super) fn scan_segment(
             }
         }
         timeout(deadline, given)?;
-        let ts = seg.read_i64(g, COL_TS).map_err(seg_err)?;
-        let ids = seg.read_i64(g, COL_ID).map_err(seg_err)?;
+        // A group only counted needs its times only when the time filter cuts it, and
+        // its ids never.
+        let ts = if wanted || !gi.inside_time(f) {
+            Some(seg.read_i64(g, COL_TS).map_err(seg_err)?)
+        } else {
+            None
+        };
+        let ids = if wanted {
+            Some(seg.read_i64(g, COL_ID).map_err(seg_err)?)
+        } else {
+            None
+        };
         let label_filter = f.service.is_some() || f.level.is_some();
         let all_labels = !label_filter || gi.label_count(f) == u64::from(gi.rows);
         let services = if all_labels {
@@ -266,20 +307,26 @@ pub(super) fn scan_segment(
             Some(_) => Some(seg.read_strings(g, COL_MESSAGE).map_err(seg_err)?),
             None => None,
         };
-        let bodies = match &f.request_id {
-            Some(_) => Some(seg.read_strings(g, COL_BODY).map_err(seg_err)?),
+        // Only the blocks whose filter may hold the request id: their pages alone are
+        // decompressed, and the other rows have no body here, so they do not match.
+        let bodies = match request_key {
+            Some(key) => {
+                let ranges = gi.request_rows(key);
+                Some(seg.read_strings_in(g, COL_BODY, &ranges).map_err(seg_err)?)
+            }
             None => None,
         };
-        let rows = ts.len();
+        let rows = gi.rows as usize;
         for step in 0..rows {
             let row = if after.order == Order::Desc {
                 rows - 1 - step
             } else {
                 step
             };
-            let key = (ts[row], ids[row]);
-            if !f.time_ok(key.0) {
-                continue;
+            if let Some(ts) = &ts {
+                if !ts.get(row).is_some_and(|&t| f.time_ok(t)) {
+                    continue;
+                }
             }
             if let (Some(s), Some(l)) = (&services, &levels) {
                 if !f.labels_ok(s.get(row), l.get(row)) {
@@ -292,14 +339,21 @@ pub(super) fn scan_segment(
                 }
             }
             if let (Some(b), Some(r)) = (&bodies, &f.request_id) {
-                if !body_request_is(b.get(row).unwrap_or(""), r) {
+                if !b.get(row).is_some_and(|b| body_request_is(b, r)) {
                     continue;
                 }
             }
             if !counted {
                 total += 1;
             }
-            if wanted && taken < best.keep && after.admits(key) {
+            let (Some(ts), Some(ids)) = (&ts, &ids) else {
+                continue;
+            };
+            let (Some(&t), Some(&id)) = (ts.get(row), ids.get(row)) else {
+                continue;
+            };
+            let key = (t, id);
+            if taken < best.keep && after.admits(key) {
                 best.push(Hit {
                     key,
                     place: Place::Segment {
@@ -333,30 +387,21 @@ fn body_request_is(body: &str, want: &str) -> bool {
     super::filter::request_id_of(body).as_deref() == Some(want)
 }
 
-/// The stored texts of the page's rows; each segment group's bodies are read once.
+/// The stored texts of the page's rows.
 fn fetch_page(view: &View, hits: Vec<Hit>, limit: usize, total: u64) -> Result<Page, StoreError> {
     let mut logs = Vec::with_capacity(hits.len().min(limit));
     let mut last = None;
     let mut more = false;
     let mut bytes = 0;
-    let mut loaded: Option<((usize, usize), super::segment::Strings)> = None;
-    for hit in hits {
+    let mut bodies = SegmentBodies::default();
+    for (i, hit) in hits.iter().enumerate() {
         if logs.len() == limit || bytes > MAX_PAGE_BYTES {
             more = true;
             break;
         }
         let body = match hit.place {
             Place::Memory { chunk, row } => chunk_body(&view.memory[chunk], row).to_owned(),
-            Place::Segment { seg, group, row } => {
-                if loaded.as_ref().map(|(k, _)| *k) != Some((seg, group)) {
-                    let col = view.segments[seg]
-                        .read_strings(group, COL_BODY)
-                        .map_err(seg_err)?;
-                    loaded = Some(((seg, group), col));
-                }
-                let col = &loaded.as_ref().map(|(_, c)| c);
-                col.and_then(|c| c.get(row)).unwrap_or("{}").to_owned()
-            }
+            Place::Segment { .. } => bodies.get(view, &hits[i..limit.min(hits.len())])?,
         };
         bytes += body.len();
         logs.push(body);

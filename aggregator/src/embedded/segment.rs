@@ -12,10 +12,13 @@
 //! | `body` | string | the record as stored: its JSON with `aggregator_received_at` |
 //!
 //! Rows are sorted by `(ts, id)` and cut into row groups of [`ROW_GROUP_ROWS`], so a
-//! time range or a page touches few of them. The footer's key-value metadata
-//! `log_aggregator.index` holds, per row group, what queries prune with: the time and
-//! id range, the record count per (service, level), and two Bloom filters, over the
-//! words of the messages and over the request ids ([`crate::embedded::index`]).
+//! time range or a page touches few of them; data pages are cut at block boundaries
+//! ([`BLOCK_ROWS`] rows) once they hold [`PAGE_BYTES`], so that a reader decompresses
+//! only the body pages of the blocks it needs. The
+//! footer's key-value metadata `log_aggregator.index` holds, per row group, what
+//! queries prune with: the time and id range, the record count per (service, level), a
+//! Bloom filter over the words of the messages and one over the request ids of each
+//! block ([`crate::embedded::index`]).
 //!
 //! A segment is written to a `.tmp` name, synced, then renamed: a file with the final
 //! name is always whole.
@@ -28,17 +31,21 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::column::reader::get_typed_column_reader;
 use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{ChunkReader, FileReader, Length};
+
+mod columns;
+mod matched;
+pub use columns::{Picked, Strings};
+pub use matched::MatchCounts;
 use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::format::KeyValue;
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
-use super::index::{GroupIndex, IdSummary, SegmentIndex, INDEX_KEY};
+use super::index::{GroupIndex, IdSummary, SegmentIndex, BLOCK_ROWS, INDEX_KEY};
 use crate::record::Record;
 
 /// The directory of segments inside `DATA_DIR`.
@@ -46,6 +53,8 @@ pub const SEGMENT_DIR: &str = "segments";
 /// Rows per row group: a page of a query decompresses about this many bodies (about
 /// 2 MiB), and the per-group filters stay selective.
 pub const ROW_GROUP_ROWS: usize = 8192;
+/// The size at which a data page is cut (at the next block boundary).
+pub const PAGE_BYTES: usize = 256 << 10;
 /// zstd level of every column.
 pub const ZSTD_LEVEL: i32 = 3;
 
@@ -125,6 +134,13 @@ impl SegmentWriter {
                 ZstdLevel::try_new(ZSTD_LEVEL).map_err(perr)?,
             ))
             .set_max_row_group_size(group_rows.max(1))
+            // Pages are cut only at block boundaries, once they hold PAGE_BYTES: a body
+            // page is one block (or a few of small records), so a reader skips to a
+            // block and decompresses only its page, while the small columns, which
+            // scans read whole, keep one page per row group (a page costs a zstd
+            // context and a header read).
+            .set_write_batch_size(BLOCK_ROWS)
+            .set_data_page_size_limit(PAGE_BYTES)
             .set_dictionary_enabled(false)
             .set_column_dictionary_enabled(plain("service"), true)
             .set_column_dictionary_enabled(plain("level"), true)
@@ -276,8 +292,10 @@ impl ChunkReader for PositionalFile {
     type T = io::BufReader<At>;
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        // Only page headers are read through this (a page's data with `get_bytes`),
+        // and a reader skipping pages reads one header per page: a small buffer.
         Ok(io::BufReader::with_capacity(
-            64 << 10,
+            4 << 10,
             At {
                 file: self.file.clone(),
                 pos: start,
@@ -304,6 +322,8 @@ pub struct Segment {
     /// counts cost one entry per label pair and segment.
     pub labels: Vec<(Option<String>, Option<String>, u64)>,
     rows: u64,
+    /// How many records recent filters matched here (the file never changes).
+    pub matched: MatchCounts,
 }
 
 impl std::fmt::Debug for Segment {
@@ -377,135 +397,11 @@ impl Segment {
             bytes: len,
             labels: labels.into_iter().map(|((s, l), n)| (s, l, n)).collect(),
             rows,
+            matched: MatchCounts::default(),
         })
     }
 
     pub fn rows(&self) -> u64 {
         self.rows
-    }
-
-    /// Column `col` (int64) of row group `rg`.
-    pub fn read_i64(&self, rg: usize, col: usize) -> Result<Vec<i64>, SegmentError> {
-        let perr = |source| SegmentError::Parquet {
-            path: self.path.clone(),
-            source,
-        };
-        let rows = self.index.groups[rg].rows as usize;
-        let group = self.reader.get_row_group(rg).map_err(perr)?;
-        let mut reader =
-            get_typed_column_reader::<Int64Type>(group.get_column_reader(col).map_err(perr)?);
-        let mut values = Vec::with_capacity(rows);
-        while values.len() < rows {
-            let (n, _, _) = reader
-                .read_records(rows - values.len(), None, None, &mut values)
-                .map_err(perr)?;
-            if n == 0 {
-                break;
-            }
-        }
-        Ok(values)
-    }
-
-    /// Column `col` (string) of row group `rg`, one entry per row.
-    pub fn read_strings(&self, rg: usize, col: usize) -> Result<Strings, SegmentError> {
-        let perr = |source| SegmentError::Parquet {
-            path: self.path.clone(),
-            source,
-        };
-        let rows = self.index.groups[rg].rows as usize;
-        let group = self.reader.get_row_group(rg).map_err(perr)?;
-        let mut reader =
-            get_typed_column_reader::<ByteArrayType>(group.get_column_reader(col).map_err(perr)?);
-        let mut values: Vec<ByteArray> = Vec::with_capacity(rows);
-        let mut defs: Vec<i16> = Vec::with_capacity(rows);
-        let optional = col != COL_BODY;
-        let mut read = 0;
-        while read < rows {
-            let (n, _, _) = reader
-                .read_records(
-                    rows - read,
-                    optional.then_some(&mut defs),
-                    None,
-                    &mut values,
-                )
-                .map_err(perr)?;
-            if n == 0 {
-                break;
-            }
-            read += n;
-        }
-        if read != rows {
-            return Err(SegmentError::Invalid {
-                path: self.path.clone(),
-                reason: format!("row group {rg} column {col} has {read} of {rows} rows"),
-            });
-        }
-        Strings::new(values, optional.then_some(defs), rows).map_err(|reason| {
-            SegmentError::Invalid {
-                path: self.path.clone(),
-                reason,
-            }
-        })
-    }
-}
-
-/// A string column of one row group, checked as UTF-8 once.
-pub struct Strings {
-    values: Vec<ByteArray>,
-    /// Row → index in `values`, or `u32::MAX` for a missing value.
-    slots: Option<Vec<u32>>,
-}
-
-impl Strings {
-    fn new(values: Vec<ByteArray>, defs: Option<Vec<i16>>, rows: usize) -> Result<Strings, String> {
-        for v in &values {
-            std::str::from_utf8(v.data()).map_err(|e| format!("a value is not UTF-8: {e}"))?;
-        }
-        let slots = match defs {
-            None => {
-                if values.len() != rows {
-                    return Err(format!("{} values for {rows} rows", values.len()));
-                }
-                None
-            }
-            Some(defs) => {
-                let mut next = 0u32;
-                let slots: Vec<u32> = defs
-                    .iter()
-                    .map(|&d| {
-                        if d > 0 {
-                            next += 1;
-                            next - 1
-                        } else {
-                            u32::MAX
-                        }
-                    })
-                    .collect();
-                if next as usize != values.len() || slots.len() != rows {
-                    return Err("definition levels do not match the values".to_owned());
-                }
-                Some(slots)
-            }
-        };
-        Ok(Strings { values, slots })
-    }
-
-    /// The value of row `i`.
-    pub fn get(&self, i: usize) -> Option<&str> {
-        let slot = match &self.slots {
-            None => i,
-            Some(s) => match s.get(i) {
-                Some(&u32::MAX) | None => return None,
-                Some(&s) => s as usize,
-            },
-        };
-        // Checked as UTF-8 in `new`.
-        self.values
-            .get(slot)
-            .and_then(|v| std::str::from_utf8(v.data()).ok())
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.values.iter().map(|v| v.len()).sum()
     }
 }
