@@ -16,30 +16,15 @@ use common::loki::{gzip, json_push, push_request, send, snappy, Entry};
 use common::{all_logs, post_ndjson, Aggregator};
 use log_aggregator::loki::entry::event_id;
 use serde_json::json;
+use shared::testkit::SeededRng;
 
 const T0: i64 = 1_700_000_000_000_000_000;
 const STREAMS: [&str; 3] = ["a", "b", "c"];
 
-/// xorshift64*: enough randomness for a schedule, replayable from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// (stream, nanoseconds, line): Loki's identity of an entry.
 type Key = (String, i64, String);
 
-fn entries(rng: &mut Rng, n: usize) -> Vec<Key> {
+fn entries(rng: &mut SeededRng, n: usize) -> Vec<Key> {
     (0..n)
         .map(|_| {
             let stream = STREAMS[rng.below(3) as usize].to_owned();
@@ -52,7 +37,7 @@ fn entries(rng: &mut Rng, n: usize) -> Vec<Key> {
 }
 
 /// One push of `keys` in a random encoding, the keys of a stream together.
-async fn push(agg: &Aggregator, rng: &mut Rng, keys: &[Key]) -> StatusCode {
+async fn push(agg: &Aggregator, rng: &mut SeededRng, keys: &[Key]) -> StatusCode {
     let url = agg.url("/loki/api/v1/push");
     let mut by_stream: Vec<(String, Vec<Entry<'_>>)> = Vec::new();
     for (s, ts, line) in keys {
@@ -127,12 +112,9 @@ fn assert_once(keys: &[Key], seed: u64) -> BTreeSet<Key> {
 
 #[actix_rt::test]
 async fn pushed_entries_are_stored_exactly_once_under_faults() {
-    let seed = std::env::var("LOKI_FAULTS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64 | 1);
+    let seed = SeededRng::seed_from_env("LOKI_FAULTS_SEED") | 1;
     println!("LOKI_FAULTS_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = SeededRng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut agg = Aggregator::start(dir.path(), &[]).await;
     let port = agg.port;
@@ -157,7 +139,10 @@ async fn pushed_entries_are_stored_exactly_once_under_faults() {
             2 => {
                 let a: Vec<Key> = all.iter().filter(|_| rng.below(3) == 0).cloned().collect();
                 let b: Vec<Key> = all.iter().filter(|_| rng.below(3) == 0).cloned().collect();
-                let (mut r1, mut r2) = (Rng(rng.next() | 1), Rng(rng.next() | 1));
+                let (mut r1, mut r2) = (
+                    SeededRng::new(rng.next_u64()),
+                    SeededRng::new(rng.next_u64()),
+                );
                 let (s1, s2) =
                     futures_util::join!(push(&agg, &mut r1, &a), push(&agg, &mut r2, &b));
                 if s1 == StatusCode::NO_CONTENT {

@@ -325,3 +325,45 @@ pub async fn assert_metrics_stay_bounded(addr: SocketAddr) {
         "a label was taken from the request:\n{after}"
     );
 }
+
+/// xorshift64*: a replayable random sequence for the fault schedules of the tests, from
+/// a seed they print so that a failure replays.
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    /// A generator from `seed` (0 would repeat 0 forever, so it is made odd).
+    pub fn new(seed: u64) -> SeededRng {
+        SeededRng(seed | 1)
+    }
+
+    /// The seed in the variable `var` when it is set (a replay), else one from the clock.
+    pub fn seed_from_env(var: &str) -> u64 {
+        std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+                    | 1
+            })
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// A duration from `lo` to `hi` milliseconds.
+    pub fn millis(&mut self, lo: u64, hi: u64) -> std::time::Duration {
+        std::time::Duration::from_millis(lo + self.below(hi.saturating_sub(lo)))
+    }
+}

@@ -14,32 +14,13 @@
 
 mod support;
 
+use shared::testkit::SeededRng;
 use std::fs;
 use std::time::{Duration, Instant};
 
 use support::{
     append_lines, append_raw, assert_none_lost_or_twice, tally_numbered, Receiver, Rig, TOKEN,
 };
-
-/// xorshift64*: a replayable sequence from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo))
-    }
-}
 
 const BANNER: &[u8] = b"service starting, version 1.2.3\n";
 
@@ -50,7 +31,7 @@ struct Written {
     others: u64,
 }
 
-fn write_garbage(rng: &mut Rng, rig: &Rig, w: &mut Written) {
+fn write_garbage(rng: &mut SeededRng, rig: &Rig, w: &mut Written) {
     match rng.below(5) {
         0 => {
             let poison = [
@@ -129,22 +110,13 @@ async fn drained(rig: &Rig, w: &Written) -> bool {
 
 #[actix_rt::test]
 async fn combined_faults_lose_nothing_and_store_nothing_twice() {
-    let seed = std::env::var("TORTURE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
-        | 1;
+    let seed = SeededRng::seed_from_env("TORTURE_SEED") | 1;
     let secs: u64 = std::env::var("TORTURE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(45);
     println!("TORTURE_SEED={seed} TORTURE_SECS={secs}");
-    let mut rng = Rng(seed);
+    let mut rng = SeededRng::new(seed);
     let batch_records = (50 + rng.below(5000)).to_string();
     let env = [
         ("AGGREGATOR_TOKEN", TOKEN),
