@@ -26,7 +26,7 @@ use crate::console;
 use crate::ingest::post_logs;
 use crate::metrics::{self, Metrics};
 use crate::page;
-use crate::query::{Cursor, LogParams};
+use crate::query::{Cursor, LogParams, LogQuery};
 use crate::store::{Store, StoreError};
 
 /// The program's name, as `/health` reports it.
@@ -249,6 +249,24 @@ impl State {
         })
     }
 
+    /// The filters of `GET /logs` in `req`'s query string (shared by the endpoints that
+    /// take them), with a page of `default_limit` records and at most `max_limit`.
+    pub fn log_query(
+        &self,
+        req: &HttpRequest,
+        default_limit: usize,
+        max_limit: usize,
+    ) -> Result<LogQuery, Refusal> {
+        let bad = |message: String| {
+            self.reject(metrics::REASON_BAD_QUERY, ApiError::bad_request(message))
+        };
+        let params = web::Query::<LogParams>::from_query(req.query_string())
+            .map_err(|e| bad(format!("invalid query string: {e}")))?;
+        params
+            .to_query_within(default_limit, max_limit, self.limits.query_max_terms)
+            .map_err(|e| bad(e.to_string()))
+    }
+
     pub fn unavailable(&self, what: &str) -> Refusal {
         self.reject(
             metrics::REASON_UNAVAILABLE,
@@ -291,24 +309,7 @@ async fn get_logs(req: HttpRequest, state: web::Data<State>) -> Answer {
 
 async fn logs_page(req: HttpRequest, state: &State) -> Answer {
     state.authorize(&req)?;
-    let params = web::Query::<LogParams>::from_query(req.query_string()).map_err(|e| {
-        state.reject(
-            metrics::REASON_BAD_QUERY,
-            ApiError::bad_request(format!("invalid query string: {e}")),
-        )
-    })?;
-    let query = params
-        .to_query_within(
-            state.page_size_default,
-            state.page_size_max,
-            state.limits.query_max_terms,
-        )
-        .map_err(|e| {
-            state.reject(
-                metrics::REASON_BAD_QUERY,
-                ApiError::bad_request(e.to_string()),
-            )
-        })?;
+    let query = state.log_query(&req, state.page_size_default, state.page_size_max)?;
     let order = query.order;
     // The store stops the work at the deadline; the wait stops there too, whatever the
     // backend does.

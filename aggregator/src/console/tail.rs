@@ -23,7 +23,6 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::hub::{event_id, parse_event_id, Event, Hub, Resume};
 use crate::embedded::filter::Filter;
 use crate::metrics;
-use crate::query::LogParams;
 use crate::routes::{Answer, State};
 use crate::store::{CommittedRecord, RecordId};
 
@@ -36,20 +35,7 @@ pub const KEEPALIVE: Duration = Duration::from_secs(15);
 /// `GET /logs/tail`.
 pub async fn tail(req: HttpRequest, state: web::Data<State>) -> Answer {
     state.authorize(&req)?;
-    let params = web::Query::<LogParams>::from_query(req.query_string()).map_err(|e| {
-        state.reject(
-            metrics::REASON_BAD_QUERY,
-            ApiError::bad_request(format!("invalid query string: {e}")),
-        )
-    })?;
-    let query = params
-        .to_query_within(1, 1, state.limits.query_max_terms)
-        .map_err(|e| {
-            state.reject(
-                metrics::REASON_BAD_QUERY,
-                ApiError::bad_request(e.to_string()),
-            )
-        })?;
+    let query = state.log_query(&req, 1, 1)?;
     let permit = state.tails.clone().try_acquire_owned().map_err(|_| {
         state
             .reject(
