@@ -19,9 +19,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use shared::event_id::StreamSpan;
+
 use super::dedup::{Check, Dedup, Owner};
 use super::memory::{Chunk, SharedView, View};
-use super::segment::{self, Segment, COL_EVENT_ID, SEGMENT_DIR};
+use super::segment::{self, Segment, SEGMENT_DIR};
 use super::wal::{self, Wal};
 use crate::config::SyncMode;
 use crate::record::Record;
@@ -88,6 +90,8 @@ pub struct Engine {
     epoch: u64,
     /// The segment whose `event_id`s were last read to confirm a hash match.
     confirmed: Option<(Owner, HashSet<String>)>,
+    /// Whether `confirmed` holds the segment's structured ids too.
+    confirmed_structured: bool,
 }
 
 /// What retention needs after deleting whole segments.
@@ -171,6 +175,7 @@ impl Engine {
             view,
             epoch: 0,
             confirmed: None,
+            confirmed_structured: false,
         };
         if !memory.is_empty() {
             engine.add_chunk(Chunk::new(memory));
@@ -288,23 +293,25 @@ impl Engine {
             Check::New => Ok(false),
             Check::Duplicate => Ok(true),
             Check::Confirm(owners) => {
+                // A structured id looked up as opaque (after an overlap) is not in the
+                // column of newer files but in their bodies, which cost more to read.
+                let structured = StreamSpan::parse(id).is_some();
                 for owner in owners {
-                    if self.confirmed.as_ref().map(|(o, _)| *o) != Some(owner) {
+                    let cached = self.confirmed.as_ref().map(|(o, _)| *o) == Some(owner)
+                        && (self.confirmed_structured || !structured);
+                    if !cached {
                         let Some(seg) = self.segments.iter().find(|s| s.first_id == owner) else {
                             continue;
                         };
                         let mut ids = HashSet::new();
                         for g in 0..seg.index.groups.len() {
                             let col = seg
-                                .read_strings(g, COL_EVENT_ID)
+                                .read_event_ids(g, structured)
                                 .map_err(|e| io_err("cannot read a segment", e))?;
-                            for row in 0..seg.index.groups[g].rows as usize {
-                                if let Some(v) = col.get(row) {
-                                    ids.insert(v.to_owned());
-                                }
-                            }
+                            ids.extend(col.into_iter().flatten());
                         }
                         self.confirmed = Some((owner, ids));
+                        self.confirmed_structured = structured;
                     }
                     if self
                         .confirmed

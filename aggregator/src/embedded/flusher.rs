@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::engine::{Rewritten, Sealed};
 use super::filter::request_id_of;
 use super::segment::{
-    Row, Segment, SegmentError, SegmentWriter, COL_BODY, COL_EVENT_ID, COL_ID, COL_LEVEL,
+    structured_id_in, Row, Segment, SegmentError, SegmentWriter, COL_BODY, COL_ID, COL_LEVEL,
     COL_MESSAGE, COL_SERVICE, COL_TS, SEGMENT_DIR,
 };
 use crate::record::Record;
@@ -145,7 +145,9 @@ pub fn read_group(seg: &Segment, g: usize) -> Result<Vec<(i64, Record)>, Segment
     let ts = seg.read_i64(g, COL_TS)?;
     let services = seg.read_strings(g, COL_SERVICE)?;
     let levels = seg.read_strings(g, COL_LEVEL)?;
-    let events = seg.read_strings(g, COL_EVENT_ID)?;
+    // Structured ids are read from the bodies, which are read here anyway.
+    let mut events = seg.read_event_ids(g, false)?;
+    let in_bodies = seg.index.ids.in_bodies;
     let messages = seg.read_strings(g, COL_MESSAGE)?;
     let bodies = seg.read_strings(g, COL_BODY)?;
     let owned = |v: Option<&str>| v.map(str::to_owned);
@@ -153,7 +155,9 @@ pub fn read_group(seg: &Segment, g: usize) -> Result<Vec<(i64, Record)>, Segment
         .map(|i| {
             let body = bodies.get(i).unwrap_or("{}").to_owned();
             let record = Record {
-                event_id: owned(events.get(i)),
+                event_id: events[i]
+                    .take()
+                    .or_else(|| in_bodies.then(|| structured_id_in(&body)).flatten()),
                 service: owned(services.get(i)),
                 level: owned(levels.get(i)),
                 request_id: request_id_of(&body),

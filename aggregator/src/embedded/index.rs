@@ -235,6 +235,11 @@ pub struct IdSummary {
     pub ranges: Option<StreamRanges>,
     /// Ids that are not structured.
     pub opaque: u64,
+    /// Whether structured ids are left out of the `event_id` column (they are in each
+    /// record's body, and this summary holds their ranges): files written before this
+    /// field have every id in the column.
+    #[serde(default)]
+    pub in_bodies: bool,
 }
 
 impl IdSummary {
@@ -258,6 +263,7 @@ impl IdSummary {
                         return IdSummary {
                             ranges: None,
                             opaque,
+                            in_bodies: false,
                         }
                     }
                     Some(last) if start == last.1 => last.1 = end,
@@ -270,6 +276,7 @@ impl IdSummary {
         IdSummary {
             ranges: Some(ranges),
             opaque,
+            in_bodies: false,
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::dedup::Dedup;
 use super::engine::Recovered;
-use super::segment::{self, Segment, COL_EVENT_ID, SEGMENT_DIR};
+use super::segment::{self, Segment, SEGMENT_DIR};
 use super::wal;
 use crate::store::StoreError;
 
@@ -83,16 +83,14 @@ pub fn recover(dir: &Path) -> Result<(Recovered, Vec<String>), StoreError> {
             continue;
         }
         // Opaque ids (or ranges that overlap) are read back from the column.
+        // With the ranges loaded only the opaque ones are needed, and the column holds
+        // them; otherwise every id, structured ones from the bodies.
         let mut ids = Vec::new();
         for g in 0..s.index.groups.len() {
             let col = s
-                .read_strings(g, COL_EVENT_ID)
+                .read_event_ids(g, !from_footer)
                 .map_err(|e| failed("cannot read a segment's event ids", e))?;
-            for row in 0..s.index.groups[g].rows as usize {
-                if let Some(id) = col.get(row) {
-                    ids.push(id.to_owned());
-                }
-            }
+            ids.extend(col.into_iter().flatten());
         }
         let ids = ids.iter().map(String::as_str);
         if from_footer {

@@ -7,7 +7,7 @@
 //! | `id` | int64 | the record's id (arrival order) |
 //! | `ts` | int64, timestamp µs UTC | the record's time |
 //! | `service`, `level` | string, optional, dictionary | as filtered (level upper-cased) |
-//! | `event_id` | string, optional | the sender's idempotency key |
+//! | `event_id` | string, optional | the sender's idempotency key, unless it is a structured (sidecar) id: those are in the body and, as ranges, in the footer |
 //! | `message` | string, optional | the text `q=` searches |
 //! | `body` | string | the record as stored: its JSON with `aggregator_received_at` |
 //!
@@ -37,13 +37,15 @@ use parquet::file::reader::{ChunkReader, FileReader, Length};
 
 mod columns;
 mod matched;
-pub use columns::{Picked, Strings};
+pub use columns::{structured_id_in, Picked, Strings};
 pub use matched::MatchCounts;
 use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::format::KeyValue;
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
+
+use shared::event_id::StreamSpan;
 
 use super::index::{GroupIndex, IdSummary, SegmentIndex, BLOCK_ROWS, INDEX_KEY};
 use crate::record::Record;
@@ -55,8 +57,11 @@ pub const SEGMENT_DIR: &str = "segments";
 pub const ROW_GROUP_ROWS: usize = 8192;
 /// The size at which a data page is cut (at the next block boundary).
 pub const PAGE_BYTES: usize = 256 << 10;
-/// zstd level of every column.
+/// zstd level of every column but `body`.
 pub const ZSTD_LEVEL: i32 = 3;
+/// zstd level of the `body` column: most of a segment's bytes (see
+/// docs/log-aggregator.md for what each level costs and saves).
+pub const BODY_ZSTD_LEVEL: i32 = 6;
 
 pub const COL_ID: usize = 0;
 pub const COL_TS: usize = 1;
@@ -133,6 +138,10 @@ impl SegmentWriter {
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(ZSTD_LEVEL).map_err(perr)?,
             ))
+            .set_column_compression(
+                plain("body"),
+                Compression::ZSTD(ZstdLevel::try_new(BODY_ZSTD_LEVEL).map_err(perr)?),
+            )
             .set_max_row_group_size(group_rows.max(1))
             // Pages are cut only at block boundaries, once they hold PAGE_BYTES: a body
             // page is one block (or a few of small records), so a reader skips to a
@@ -203,7 +212,13 @@ impl SegmentWriter {
                         let s = match col {
                             COL_SERVICE => r.record.service.as_deref(),
                             COL_LEVEL => r.record.level.as_deref(),
-                            COL_EVENT_ID => r.record.event_id.as_deref(),
+                            // A structured id is in the body and the footer's ranges;
+                            // reading it back is `Segment::read_event_ids`.
+                            COL_EVENT_ID => r
+                                .record
+                                .event_id
+                                .as_deref()
+                                .filter(|id| StreamSpan::parse(id).is_none()),
                             COL_MESSAGE => r.record.message.as_deref(),
                             _ => Some(r.record.body.as_str()),
                         };
@@ -237,6 +252,7 @@ impl SegmentWriter {
             source,
         };
         self.index.ids = IdSummary::of(self.event_ids.iter().map(String::as_str));
+        self.index.ids.in_bodies = true;
         self.writer
             .append_key_value_metadata(KeyValue::new(INDEX_KEY.to_owned(), self.index.encode()));
         let file = self.writer.into_inner().map_err(perr)?;

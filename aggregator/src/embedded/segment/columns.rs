@@ -5,7 +5,10 @@ use parquet::column::reader::get_typed_column_reader;
 use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
 use parquet::file::reader::FileReader;
 
-use super::{Segment, SegmentError, COL_BODY};
+use shared::event_id::StreamSpan;
+
+use super::{Segment, SegmentError, COL_BODY, COL_EVENT_ID};
+use crate::embedded::filter::field_of;
 
 impl Segment {
     /// Column `col` (int64) of row group `rg`.
@@ -100,6 +103,31 @@ impl Segment {
         })
     }
 
+    /// The `event_id` of each row of row group `rg`. The column holds only the ids that
+    /// are not structured (in files that say so, [`crate::embedded::index::IdSummary::in_bodies`]); with
+    /// `structured`, those are read back from the bodies too, exactly as the record
+    /// parser read them when the record came in (which costs decompressing and parsing
+    /// the group's bodies: only recovery from overlapping ranges and compaction need it).
+    pub fn read_event_ids(
+        &self,
+        rg: usize,
+        structured: bool,
+    ) -> Result<Vec<Option<String>>, SegmentError> {
+        let col = self.read_strings(rg, COL_EVENT_ID)?;
+        let rows = self.index.groups[rg].rows as usize;
+        let mut ids: Vec<Option<String>> =
+            (0..rows).map(|r| col.get(r).map(str::to_owned)).collect();
+        if structured && self.index.ids.in_bodies && ids.iter().any(Option::is_none) {
+            let bodies = self.read_strings(rg, COL_BODY)?;
+            for (row, id) in ids.iter_mut().enumerate() {
+                if id.is_none() {
+                    *id = bodies.get(row).and_then(structured_id_in);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
     /// Column `col` (string) of row group `rg`, one entry per row.
     pub fn read_strings(&self, rg: usize, col: usize) -> Result<Strings, SegmentError> {
         let perr = |source| SegmentError::Parquet {
@@ -141,6 +169,12 @@ impl Segment {
             }
         })
     }
+}
+
+/// The structured `event_id` of a stored body, as the record parser read it; `None`
+/// for a body without one (an id that is not structured is in the column).
+pub fn structured_id_in(body: &str) -> Option<String> {
+    field_of(body, "event_id").filter(|id| StreamSpan::parse(id).is_some())
 }
 
 /// Some rows of a string column of one row group.
