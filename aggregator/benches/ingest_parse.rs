@@ -1,6 +1,10 @@
 //! The aggregator's CPU hot path before the store: a 1,000-record NDJSON body (plain and
 //! gzip) turned into records, as every `POST /logs` does on an HTTP worker.
 //!
+//! Also one record checked and parsed alone, with and without the one-pass scan
+//! (`record_check`: the check the logging sidecar runs on every line it sends, fast
+//! path and full; `record_parse`: the aggregator's `record::parse` and `parse_full`).
+//!
 //! `cargo bench -p log-aggregator --bench ingest_parse`
 
 use std::io::Write;
@@ -8,7 +12,8 @@ use std::io::Write;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use log_aggregator::batch;
 use log_aggregator::body::{self, Format};
-use log_aggregator::record::Received;
+use log_aggregator::record::{self, Received};
+use shared::record_check::{check_record, check_record_full};
 
 const RECORDS: usize = 1000;
 
@@ -67,5 +72,36 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse);
+/// One record alone: its check (as the sidecar runs it) and its parse, each with the
+/// one-pass scan and without (the full check by serde, the reference).
+fn one_record(c: &mut Criterion) {
+    let plain = ndjson();
+    let text = std::str::from_utf8(&plain)
+        .unwrap()
+        .lines()
+        .nth(7)
+        .unwrap()
+        .to_owned();
+    let received = Received::now();
+    let mut group = c.benchmark_group("record_check");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("check_record", |b| {
+        b.iter(|| check_record(std::hint::black_box(&text)).unwrap())
+    });
+    group.bench_function("check_record_full", |b| {
+        b.iter(|| check_record_full(std::hint::black_box(&text)).unwrap())
+    });
+    group.finish();
+    let mut group = c.benchmark_group("record_parse");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("parse", |b| {
+        b.iter(|| record::parse(std::hint::black_box(&text), &received).unwrap())
+    });
+    group.bench_function("parse_full", |b| {
+        b.iter(|| record::parse_full(std::hint::black_box(&text), &received).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parse, one_record);
 criterion_main!(benches);

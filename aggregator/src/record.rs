@@ -11,7 +11,9 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use shared::record_check::{check_record, Rejection};
+use shared::record_check::{
+    check_record, check_record_full, scan_members, unescape, Raw, Rejection,
+};
 
 /// The field the aggregator adds to every stored record.
 pub const RECEIVED_AT: &str = "aggregator_received_at";
@@ -87,12 +89,28 @@ impl From<Rejection> for RecordError {
 /// Parses one JSON object (surrounding whitespace allowed) into a [`Record`].
 ///
 /// The rules a record must meet are [`shared::record_check`]'s, the ones the logging
-/// sidecar applies before sending: checked first, whole, then the indexed fields read.
+/// sidecar applies before sending. A plain record is checked and read in one pass
+/// (the check's scan hands over the top-level members); any other is checked whole,
+/// then its indexed fields read by serde. Either way the result is [`parse_full`]'s.
 pub fn parse(text: &str, received: &Received) -> Result<Record, RecordError> {
-    check_record(text)?;
     let text = text.trim();
-    let fields: Fields<'_> =
-        serde_json::from_str(text).map_err(|e| RecordError::Json(e.to_string()))?;
+    let fields = match scanned(text) {
+        Some(fields) => fields,
+        None => checked_then_parsed(text, check_record)?,
+    };
+    build(text, fields, received)
+}
+
+/// [`parse`] without its one-pass scan or the check's fast path: every record checked
+/// whole by serde, then its fields read. The reference that tests and the fuzz target
+/// hold [`parse`] to.
+pub fn parse_full(text: &str, received: &Received) -> Result<Record, RecordError> {
+    let text = text.trim();
+    let fields = checked_then_parsed(text, check_record_full)?;
+    build(text, fields, received)
+}
+
+fn build(text: &str, fields: Fields<'_>, received: &Received) -> Result<Record, RecordError> {
     let ts_us = fields
         .timestamp
         .as_deref()
@@ -122,6 +140,50 @@ pub struct Indexed {
     pub level: Option<String>,
     pub request_id: Option<String>,
     pub message: Option<String>,
+}
+
+/// The indexed fields of a plain record in one pass: the shared check's scan, sure of
+/// the record, hands over the top-level members as it goes. `None` when the scan is
+/// unsure, or a field it would have to read is a number or a boolean (the serde path
+/// writes those out); then [`checked_then_parsed`] decides.
+fn scanned(text: &str) -> Option<Fields<'_>> {
+    let mut fields = Fields::default();
+    let mut plain = true;
+    let sure = scan_members(text, |key, raw| {
+        let slot = match key.as_ref() {
+            "event_id" => &mut fields.event_id,
+            "service" => &mut fields.service,
+            "level" => &mut fields.level,
+            "request_id" => &mut fields.request_id,
+            "message" => &mut fields.message,
+            "timestamp" => &mut fields.timestamp,
+            RECEIVED_AT => {
+                fields.has_received_at = true;
+                return;
+            }
+            _ => return,
+        };
+        // As `Scalar` reads them: a string as it is, `null`, arrays and objects as absent.
+        *slot = match raw {
+            Raw::Str(s, false) => Some(Cow::Borrowed(s)),
+            Raw::Str(s, true) => Some(Cow::Owned(unescape(s))),
+            Raw::Null | Raw::Compound => None,
+            Raw::Literal(_) => {
+                plain = false;
+                None
+            }
+        };
+    });
+    (sure && plain).then_some(fields)
+}
+
+/// The whole check, then the fields read by serde: every record the scan is unsure of.
+fn checked_then_parsed(
+    text: &str,
+    check: fn(&str) -> Result<(), Rejection>,
+) -> Result<Fields<'_>, RecordError> {
+    check(text)?;
+    serde_json::from_str(text).map_err(|e| RecordError::Json(e.to_string()))
 }
 
 /// [`Indexed`] of a stored body; `None` for a text that is not a JSON object.
@@ -164,7 +226,7 @@ fn replace_received_at(object: &str, received: &Received) -> Result<String, Reco
 }
 
 /// The few fields the store indexes; the rest of the object is validated and skipped.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Fields<'a> {
     event_id: Option<Cow<'a, str>>,
     service: Option<Cow<'a, str>>,
@@ -350,6 +412,40 @@ mod tests {
         );
         assert_eq!(r.body.matches(RECEIVED_AT).count(), 1);
         assert_eq!(r.ts_us, received().us);
+    }
+
+    #[test]
+    fn the_one_pass_reads_what_the_serde_path_reads() {
+        let mut seen = 0;
+        for text in [
+            r#"{"service":"a","level":"info","message":"m","request_id":"r","event_id":"e","timestamp":"t"}"#,
+            r#"{"message":"a\"b\\c\/d\n\t","service":null,"level":["x"],"request_id":{"a":1}}"#,
+            r#"{"service":"a","service":"b","level":"warn","level":null}"#,
+            "{\"aggregator_received_at\":\"x\",\"message\":\"caf\u{e9}\"}",
+            r#"{"k\n":"v","event_id":"svc:00000000000000ab:0-1a"}"#,
+            r#"{"service":"s","n":[1,2.5,{"x":[true,false,null]}]}"#,
+        ] {
+            let fast = scanned(text.trim());
+            assert!(fast.is_some(), "{text}");
+            assert_eq!(
+                fast,
+                checked_then_parsed(text, check_record_full).ok(),
+                "{text}"
+            );
+            assert_eq!(parse(text, &received()), parse_full(text, &received()));
+            seen += 1;
+        }
+        // Numbers and booleans in indexed fields, escapes `\u`, exponents: the serde path.
+        for text in [
+            r#"{"level":1}"#,
+            r#"{"service":true}"#,
+            r#"{"message":"\u00e9"}"#,
+            r#"{"a":1e3,"message":"m"}"#,
+        ] {
+            assert_eq!(scanned(text), None, "{text}");
+            assert!(parse(text, &received()).is_ok(), "{text}");
+        }
+        assert_eq!(seen, 6);
     }
 
     #[test]

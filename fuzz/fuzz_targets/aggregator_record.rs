@@ -1,7 +1,8 @@
 //! One record as the aggregator parses it: any text, checked as a JSON object, its
 //! indexed fields read and `aggregator_received_at` spliced into its body.
 //!
-//! Checked: no panic; an accepted record's body is a JSON object with the field, and
+//! Checked: no panic; the one-pass parse gives what the full check and serde give;
+//! an accepted record's body is a JSON object with the field, and
 //! its level is upper case.
 
 #![no_main]
@@ -13,7 +14,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(r) = record::parse(text, &Received::now()) else {
+    // The one-pass scan (and the shared check's fast path) decides exactly as the
+    // full check and serde do: the same record or the same error.
+    let received = Received::now();
+    let parsed = record::parse(text, &received);
+    assert_eq!(parsed, record::parse_full(text, &received), "{text:?}");
+    let Ok(r) = parsed else {
         return;
     };
     // The shared record validator refuses what would not read back (a lone surrogate
