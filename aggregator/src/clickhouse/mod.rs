@@ -103,9 +103,11 @@ pub struct Status {
     reachable: AtomicBool,
     problem: Mutex<Option<String>>,
     stored: AtomicU64,
-    /// Local writes (ingests, clears) done so far; a background count that raced one is
-    /// not applied.
+    /// Local writes (ingests, clears, retention) begun or ended so far, and those under
+    /// way: a background count that raced one is not applied, since it may or may not
+    /// include it.
     writes: AtomicU64,
+    writing: AtomicU64,
     stopped: AtomicBool,
 }
 
@@ -133,12 +135,17 @@ impl Status {
         }
     }
 
-    pub fn wrote(&self) {
-        self.writes.fetch_add(1, Ordering::Relaxed);
+    /// Marks a write under way until the guard is dropped (after its count is added).
+    pub fn begin_write(&self) -> Writing<'_> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.writing.fetch_add(1, Ordering::SeqCst);
+        Writing(self)
     }
 
-    pub fn writes(&self) -> u64 {
-        self.writes.load(Ordering::Relaxed)
+    /// A mark that no write is under way, to compare after a count; `None` while one is.
+    pub fn quiet(&self) -> Option<u64> {
+        let w = self.writes.load(Ordering::SeqCst);
+        (self.writing.load(Ordering::SeqCst) == 0).then_some(w)
     }
 
     pub fn stored(&self) -> u64 {
@@ -155,6 +162,16 @@ impl Status {
 
     pub fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)
+    }
+}
+
+/// A local write under way; see [`Status::begin_write`].
+pub struct Writing<'a>(&'a Status);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.writing.fetch_sub(1, Ordering::SeqCst);
+        self.0.writes.fetch_add(1, Ordering::SeqCst);
     }
 }
 

@@ -173,14 +173,15 @@ pub async fn clear(shared: Arc<Shared>) -> Result<u64, StoreError> {
         |r| r.u64(),
     )
     .await?;
+    let writing = shared.status.begin_write();
     let done = shared
         .server
         .execute(format!("TRUNCATE TABLE {}", shared.table), timeout)
         .await;
     shared.status.observe(&done);
     done.map_err(|e| refused(&shared, e))?;
-    shared.status.wrote();
     shared.status.set_stored(0);
+    drop(writing);
     shared.metrics.records_stored.set(0);
     Ok(n)
 }

@@ -130,6 +130,7 @@ pub async fn ingest(shared: Arc<Shared>, records: Vec<Record>) -> Result<Inserte
         // A batch may hold records of many days (a backlog, or odd timestamps).
         settings.push(("max_partitions_per_insert_block", "0".to_owned()));
     }
+    let writing = shared.status.begin_write();
     let sent = shared
         .server
         .send(Call {
@@ -147,9 +148,9 @@ pub async fn ingest(shared: Arc<Shared>, records: Vec<Record>) -> Result<Inserte
         Err(ChError::Timeout(_)) => return Err(StoreError::Unavailable("ClickHouse server")),
         Err(e) => return Err(refused(&shared, e)),
     }
-    shared.status.wrote();
     shared.status.add_stored(inserted.stored);
     shared.metrics.records_stored.add(inserted.stored as i64);
+    drop(writing);
     shared
         .metrics
         .batch_commit
