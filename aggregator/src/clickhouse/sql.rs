@@ -29,9 +29,10 @@ pub fn quote(v: &str) -> String {
 }
 
 /// The record time column is clamped into what a `Date` holds (1970 to 2096) for the
-/// partition only; the column itself keeps any time.
-pub const PARTITION_BY: &str =
-    "toDate(intDiv(greatest(least(ts, 4000000000000000), 0), 86400000000))";
+/// partition only; the column itself keeps any time. The constants are typed, so that
+/// no version has to find a common type of `Int64` and `UInt64`; the day number stays
+/// below 65536, which every version's `toDate` reads as days.
+pub const PARTITION_BY: &str = "toDate(intDiv(greatest(least(ts, toInt64(4000000000000000)), toInt64(0)), toInt64(86400000000)))";
 
 /// What the server can do, found at start from its version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
