@@ -46,7 +46,8 @@
 //! two records on a cursor's boundary is affected). They fit an `i64` until 2255.
 //!
 //! **Acknowledgement and failure.** A batch is acknowledged once ClickHouse has
-//! answered its `INSERT` (ClickHouse writes the part to disk before it answers). When
+//! answered its `INSERT` (ClickHouse writes the part to its files before it answers;
+//! without an fsync unless the server is set to). When
 //! ClickHouse does not answer, the ingest fails with [`StoreError::Unavailable`] (503;
 //! the sidecar keeps the batch in its file and retries), and `/health` answers 503
 //! naming ClickHouse, from state kept by [`upkeep`] and by every statement.

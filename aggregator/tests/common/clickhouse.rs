@@ -13,10 +13,19 @@ use shared::testkit::{free_port, Process, REQUIRE_TOOLS};
 /// The server's program.
 pub const SERVER: &str = "clickhouse-server";
 
-/// Whether `clickhouse-server` is on the `PATH` (18.16 has no `--version` to run).
+/// Where `clickhouse-server` is: on the `PATH`, or in `/usr/sbin` where Debian puts it
+/// (not on a normal user's `PATH`). 18.16 has no `--version` to run.
+pub fn server_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(SERVER))
+        .find(|p| p.is_file())
+}
+
+/// Whether `clickhouse-server` is installed; see the module doc for when it is not.
 pub fn available() -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(SERVER).is_file()));
+    let found = server_path().is_some();
     if !found {
         assert!(
             std::env::var(REQUIRE_TOOLS).as_deref() != Ok("1"),
@@ -104,7 +113,8 @@ impl ClickHouse {
     pub async fn restart(&mut self) {
         self.kill();
         let config = format!("--config-file={}/config.xml", self.dir.display());
-        let mut process = Process::spawn(SERVER, SERVER, &[&config], &[], &self.dir.join("logs"))
+        let program = server_path().expect("clickhouse-server is installed");
+        let mut process = Process::spawn(SERVER, &program, &[&config], &[], &self.dir.join("logs"))
             .expect("spawn clickhouse-server");
         let url = format!("{}/", self.url());
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -117,7 +127,7 @@ impl ClickHouse {
                     println!("clickhouse-server did not start, again: {e}");
                     actix_rt::time::sleep(Duration::from_millis(500)).await;
                     process =
-                        Process::spawn(SERVER, SERVER, &[&config], &[], &self.dir.join("logs"))
+                        Process::spawn(SERVER, &program, &[&config], &[], &self.dir.join("logs"))
                             .expect("spawn clickhouse-server");
                 }
                 Err(e) => panic!("{e}"),
