@@ -238,6 +238,23 @@ pub async fn assert_exactly_once(base: &str, sent: &std::collections::BTreeSet<S
     assert_eq!(count["total_logs"], sent.len(), "{base}: {count}");
     let (_, page) = super::get(&format!("{base}/logs?limit=1"), &[]).await;
     assert_eq!(page["total"], sent.len(), "{base}");
+    // Newest first in small pages (cursors cross copies of a race): the same records.
+    let mut desc = Vec::new();
+    let mut url = format!("{base}/logs?limit=97");
+    loop {
+        let (status, page) = super::get(&url, &[]).await;
+        assert_eq!(status.as_u16(), 200, "{page}");
+        desc.extend(page["logs"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => url = format!("{base}/logs?limit=97&cursor={c}"),
+            None => break,
+        }
+    }
+    desc.reverse();
+    assert!(
+        desc == all,
+        "{base}: pages newest first differ from oldest first"
+    );
 }
 
 /// The body of batch `b` (`n` records, ids `<prefix>-b<b>-<i>`) and its ids.
