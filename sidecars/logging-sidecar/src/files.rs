@@ -15,7 +15,7 @@
 //! when the tailer reports the chunk handed over ([`FileSet::handed_over`]), and the
 //! checkpoint only when the aggregator acknowledged it ([`FileSet::acknowledge`]).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -29,7 +29,9 @@ use crate::fingerprint::{self, FileKey};
 use crate::lines::{self, Line};
 
 mod copies;
+mod finished;
 use copies::{CopyCheck, Origin};
+use finished::Finished;
 
 /// How files are read.
 #[derive(Debug, Clone)]
@@ -91,8 +93,25 @@ pub struct Position {
     pub key: FileKey,
     pub end_offset: u64,
     pub skipping: bool,
-    /// Hash of the (up to 64) bytes before `end_offset`, to recognise a copy.
-    pub tail: u64,
+}
+
+/// The furthest a file was read (a chunk still being handed over included), and the
+/// evidence of what it held before there ([`fingerprint::evidence`]): what a copy of it
+/// must hold too. Lines up to there may be on their way under its stream, so only a
+/// file holding the very same bytes may continue that stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    offset: u64,
+    evidence: Option<u64>,
+}
+
+impl Seen {
+    fn at(file: &File, offset: u64) -> Seen {
+        Seen {
+            offset,
+            evidence: fingerprint::evidence(file, offset).ok().flatten(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -101,8 +120,7 @@ struct Tracked {
     stream: u64,
     /// Its stream is in the checkpoint file on disk: only then may its lines be sent.
     durable: bool,
-    /// Hash of the bytes before `read_offset`, once something was read.
-    read_tail: Option<u64>,
+    seen: Seen,
     path: PathBuf,
     file: Option<File>,
     read_offset: u64,
@@ -133,13 +151,10 @@ pub struct FileSet {
     /// perhaps a copy still being written. Held back until they are long enough or the
     /// rotate wait has passed.
     deferred: Vec<((u64, u64), Instant)>,
-    /// Rotated files read to their end and closed (device, inode): a sibling found
-    /// again later is not opened again.
-    finished: VecDeque<(u64, u64)>,
+    /// Rotated files read to their end and closed: a sibling found again later is not
+    /// opened again.
+    finished: Finished,
 }
-
-/// Closed rotated files remembered at most.
-const FINISHED_FILES: usize = 1024;
 /// Rotation siblings with these endings are compressed, and never read.
 const COMPRESSED: [&str; 7] = [".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4", ".Z"];
 
@@ -159,7 +174,7 @@ impl FileSet {
             turn: 0,
             truncated: Vec::new(),
             deferred: Vec::new(),
-            finished: VecDeque::new(),
+            finished: Finished::default(),
         }
     }
 
@@ -196,7 +211,7 @@ impl FileSet {
                 let key = t.key;
                 // Kept a while: a copy of what it held (copytruncate) continues it.
                 let mut origin = Origin::of(t, self.checkpoints.get(&key));
-                origin.truncated_at = Some(std::time::SystemTime::now());
+                origin.truncated = true;
                 self.truncated.push((origin, now));
                 self.checkpoints.reset(&key);
                 self.files.remove(i);
@@ -222,7 +237,7 @@ impl FileSet {
             let (dev, ino) = (meta.dev(), meta.ino());
             if !sibling {
                 present.insert((dev, ino));
-            } else if present.contains(&(dev, ino)) || self.finished.contains(&(dev, ino)) {
+            } else if present.contains(&(dev, ino)) || self.finished.holds(&path, &meta) {
                 continue;
             }
             if let Some(t) = self
@@ -271,10 +286,8 @@ impl FileSet {
                     continue;
                 }
             }
-            let (offset, stream, tail, durable) = match self.checkpoints.get(&key) {
-                Some(saved) if still_the_same(&file, saved) => {
-                    (saved.offset, saved.stream, saved.tail, true)
-                }
+            let (offset, stream, durable) = match self.checkpoints.get(&key) {
+                Some(saved) if still_the_same(&file, saved) => (saved.offset, saved.stream, true),
                 known => {
                     if known.is_some() {
                         // Same inode and first line, other content: rewritten while the
@@ -304,18 +317,19 @@ impl FileSet {
                             tail,
                         },
                     );
-                    (offset, stream, tail, false)
+                    (offset, stream, false)
                 }
             };
             events.push(Event::Opened {
                 path: path.clone(),
                 offset,
             });
+            let seen = Seen::at(&file, offset);
             self.files.push(Tracked {
                 key,
                 stream,
                 durable,
-                read_tail: tail,
+                seen,
                 path,
                 file: Some(file),
                 read_offset: offset,
@@ -351,11 +365,9 @@ impl FileSet {
             let acked = t.committed >= t.read_offset;
             let overdue = now.duration_since(since) >= settings.release_unacked_after;
             if drained && quiet && (acked || overdue) {
-                t.file = None;
-                if self.finished.len() >= FINISHED_FILES {
-                    self.finished.pop_front();
+                if let Some(file) = t.file.take() {
+                    self.finished.remember(t.key, t.read_offset, &file);
                 }
-                self.finished.push_back((t.key.dev, t.key.ino));
                 events.push(Event::Released {
                     path: t.path.clone(),
                     unacknowledged: t.read_offset.saturating_sub(t.committed),
@@ -396,7 +408,7 @@ impl FileSet {
                             key,
                             stream: saved.stream,
                             durable: true,
-                            read_tail: saved.tail,
+                            seen: Seen::at(&file, offset),
                             path,
                             file: Some(file),
                             read_offset: offset,
@@ -493,18 +505,13 @@ impl FileSet {
                 continue;
             }
             buf.truncate(split.consumed);
-            // The same hash as `fingerprint::tail_hash` at the end of the chunk.
-            let tail = if buf.len() as u64 >= fingerprint::TAIL_BYTES || t.read_offset == 0 {
-                fingerprint::fnv1a(
-                    &buf[buf.len().saturating_sub(fingerprint::TAIL_BYTES as usize)..],
-                )
-            } else {
-                let end = t.read_offset + buf.len() as u64;
-                fingerprint::tail_hash(file, end)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0)
-            };
+            let end_offset = t.read_offset + split.consumed as u64;
+            if end_offset > t.seen.offset {
+                t.seen = Seen {
+                    offset: end_offset,
+                    evidence: fingerprint::evidence_after(file, t.read_offset, &buf),
+                };
+            }
             return Some(Chunk {
                 key: t.key,
                 stream: t.stream,
@@ -513,9 +520,8 @@ impl FileSet {
                 lines: split.lines,
                 position: Position {
                     key: t.key,
-                    end_offset: t.read_offset + split.consumed as u64,
+                    end_offset,
                     skipping: split.skipping,
-                    tail,
                 },
             });
         }
@@ -526,7 +532,6 @@ impl FileSet {
     pub fn handed_over(&mut self, position: Position) {
         if let Some(t) = self.files.iter_mut().find(|t| t.key == position.key) {
             t.read_offset = position.end_offset;
-            t.read_tail = Some(position.tail);
             t.skipping = position.skipping;
         }
     }
