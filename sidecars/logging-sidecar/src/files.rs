@@ -21,7 +21,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::batch::Ack;
 use crate::checkpoint::{CheckpointError, Checkpoints, Saved};
@@ -121,6 +121,8 @@ struct Tracked {
     /// Its stream is in the checkpoint file on disk: only then may its lines be sent.
     durable: bool,
     seen: Seen,
+    /// When the sidecar opened it (wall clock): a copy of it is made after that.
+    opened_at: SystemTime,
     path: PathBuf,
     file: Option<File>,
     read_offset: u64,
@@ -176,6 +178,11 @@ impl FileSet {
             deferred: Vec::new(),
             finished: Finished::default(),
         }
+    }
+
+    /// The path or glob followed.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
     }
 
     fn paths(&self) -> Vec<PathBuf> {
@@ -330,6 +337,7 @@ impl FileSet {
                 stream,
                 durable,
                 seen,
+                opened_at: SystemTime::now(),
                 path,
                 file: Some(file),
                 read_offset: offset,
@@ -409,6 +417,7 @@ impl FileSet {
                             stream: saved.stream,
                             durable: true,
                             seen: Seen::at(&file, offset),
+                            opened_at: SystemTime::now(),
                             path,
                             file: Some(file),
                             read_offset: offset,

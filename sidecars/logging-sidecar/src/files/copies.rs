@@ -3,8 +3,9 @@
 //! file it was copied from.
 
 use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{FileSet, Seen, Tracked, COMPRESSED, COPY_MEMORY, COPY_MEMORY_FILES};
 use crate::checkpoint::Saved;
@@ -59,10 +60,13 @@ impl FileSet {
 
     /// Whether a file met for the first time is a copy of a known one (copytruncate).
     /// The known file is one truncated in place lately, or one still followed, or (after
-    /// a restart) one in the checkpoint. A copy is another file (another inode) that
-    /// starts with the known file's first line and holds, byte for byte, what the
-    /// sidecar read of it ([`Seen`]: every byte when less than [`PREFIX_BYTES`] were
-    /// read, else the 64 bytes before the position), timing aside:
+    /// a restart) one in the checkpoint. A copy is another file (another inode),
+    /// changed since the sidecar opened the known file (a copy is made of what the file
+    /// holds, so after it: older files that merely start alike, rotated ones say, are no
+    /// copies), that starts with the known file's first line and holds, byte for byte,
+    /// what the sidecar read of it ([`Seen`]: every byte when less than
+    /// [`PREFIX_BYTES`] were read, else the 64 bytes before the position); no time
+    /// window is involved:
     /// - a file truncated lately: whatever was read of it, even nothing;
     /// - a file still followed: only once more than [`PREFIX_BYTES`] were read (two live
     ///   files that merely start alike must not share a stream);
@@ -98,9 +102,13 @@ impl FileSet {
                 .map(|t| (None, Origin::of(t, self.checkpoints.get(&t.key)))),
         );
         let mut found = None;
+        let changed = file.metadata().ok().map(|m| changed_at(&m));
         for (i, origin) in candidates {
             // A file truncated and rewritten is the same inode: never its own copy.
-            if origin.fingerprint != key.fingerprint || origin.inode == (key.dev, key.ino) {
+            if origin.fingerprint != key.fingerprint
+                || origin.inode == (key.dev, key.ino)
+                || !changed.is_some_and(|c| c + CLOCK_TICK >= origin.opened_at)
+            {
                 continue;
             }
             let seen = origin.seen;
@@ -170,6 +178,17 @@ impl FileSet {
     }
 }
 
+/// File times lag the clock by up to a tick of the kernel's coarse clock.
+const CLOCK_TICK: Duration = Duration::from_millis(20);
+
+/// When a file's inode last changed (its status change time): at its creation or
+/// later (a write, a rename), never set back by a copy that preserves times.
+fn changed_at(meta: &std::fs::Metadata) -> SystemTime {
+    let (secs, nanos) = (meta.ctime(), meta.ctime_nsec());
+    let since_epoch = Duration::new(secs.max(0) as u64, nanos.clamp(0, 999_999_999) as u32);
+    SystemTime::UNIX_EPOCH + since_epoch
+}
+
 /// A file a copy may have been made of: what it was read to, and what to continue from.
 #[derive(Debug, Clone)]
 pub(super) struct Origin {
@@ -179,6 +198,7 @@ pub(super) struct Origin {
     /// Found truncated in place (rather than still followed).
     pub(super) truncated: bool,
     seen: Seen,
+    opened_at: SystemTime,
     /// Its stream, its acknowledged offset and the tail there: where a copy continues.
     saved: Saved,
 }
@@ -190,6 +210,7 @@ impl Origin {
             inode: (t.key.dev, t.key.ino),
             truncated: false,
             seen: t.seen,
+            opened_at: t.opened_at,
             saved: Saved {
                 offset: t.committed,
                 path: t.path.clone(),

@@ -324,3 +324,32 @@ fn a_file_truncated_and_rewritten_alike_is_not_its_own_copy() {
     );
     assert_eq!(drain(&mut set, now), ["banner", "y1", "y2"]);
 }
+
+/// A rotated file that merely starts like a file truncated later is no copy of it, even
+/// with nothing of the truncated file read yet: it existed before the sidecar opened
+/// that file. (After a restart, when closed files are no longer remembered, such old
+/// siblings were once read again under the truncated file's stream: stored twice.)
+#[test]
+fn an_older_file_that_starts_alike_is_no_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&dir.path().join("app.log.1"), "banner\nold1\nold2\n");
+    append(&log, "banner\n");
+    let now = Instant::now();
+    let mut set = watching(&log);
+    set.discover(now);
+    // File times are coarse (a clock tick is allowed for): as if app.log had been met a
+    // second after app.log.1 was last changed.
+    set.files[0].opened_at += Duration::from_secs(1);
+    assert_eq!(drain(&mut set, now), ["banner"]);
+    truncate(&log);
+    let events = set.discover(now);
+    assert!(events.contains(&Event::Truncated { path: log.clone() }));
+    append(&log, "banner\nnew1\n");
+    let events = set.discover(now);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Copy { .. })),
+        "{events:?}"
+    );
+    assert_eq!(drain(&mut set, now), ["banner", "new1"]);
+}
