@@ -23,9 +23,9 @@ use support::{append_lines, append_raw, assert_none_lost_or_twice, tally_numbere
 fn env() -> [(&'static str, &'static str); 4] {
     [
         ("BATCH_MAX_RECORDS", "100"),
-        ("RETRY_INITIAL_MS", "20"),
-        ("RETRY_MAX_MS", "100"),
-        ("ROTATE_WAIT_MS", "200"),
+        ("RETRY_INITIAL", "20ms"),
+        ("RETRY_MAX", "100ms"),
+        ("ROTATE_WAIT", "200ms"),
     ]
 }
 
