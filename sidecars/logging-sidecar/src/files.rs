@@ -128,6 +128,9 @@ struct Tracked {
     read_offset: u64,
     committed: u64,
     skipping: bool,
+    /// Chunk ends handed over inside an over-long line being skipped, not yet
+    /// acknowledged: a checkpoint there says so, so that a restart skips on.
+    skip_marks: Vec<u64>,
     /// Start offset and first sighting of an unterminated last line.
     partial: Option<(u64, Instant)>,
     size: u64,
@@ -293,38 +296,41 @@ impl FileSet {
                     continue;
                 }
             }
-            let (offset, stream, durable) = match self.checkpoints.get(&key) {
-                Some(saved) if still_the_same(&file, saved) => (saved.offset, saved.stream, true),
+            let (offset, stream, skipping, durable) = match self.checkpoints.get(&key) {
+                Some(saved) if still_the_same(&file, saved) => {
+                    (saved.offset, saved.stream, saved.skipping, true)
+                }
                 known => {
                     if known.is_some() {
                         // Same inode and first line, other content: rewritten while the
                         // sidecar was down. A new instance, with a stream of its own.
                         events.push(Event::Truncated { path: path.clone() });
                     }
-                    let (offset, stream, tail) =
-                        match self.copy_source(&key, &file, meta.len(), now) {
-                            CopyCheck::Copy(saved) => {
-                                events.push(Event::Copy {
-                                    path: path.clone(),
-                                    offset: saved.offset,
-                                });
-                                (saved.offset, saved.stream, saved.tail)
+                    let saved = match self.copy_source(&key, &file, meta.len(), now) {
+                        CopyCheck::Copy(saved) => {
+                            events.push(Event::Copy {
+                                path: path.clone(),
+                                offset: saved.offset,
+                            });
+                            Saved {
+                                path: path.clone(),
+                                ..saved
                             }
-                            CopyCheck::Wait => continue,
-                            // A sibling nobody knows is history from before the sidecar.
-                            CopyCheck::New if sibling => continue,
-                            CopyCheck::New => (0, fingerprint::new_stream(&key), None),
-                        };
-                    self.checkpoints.register(
-                        key,
-                        Saved {
-                            offset,
+                        }
+                        CopyCheck::Wait => continue,
+                        // A sibling nobody knows is history from before the sidecar.
+                        CopyCheck::New if sibling => continue,
+                        CopyCheck::New => Saved {
+                            offset: 0,
                             path: path.clone(),
-                            stream,
-                            tail,
+                            stream: fingerprint::new_stream(&key),
+                            tail: None,
+                            skipping: false,
                         },
-                    );
-                    (offset, stream, false)
+                    };
+                    let at = (saved.offset, saved.stream, saved.skipping, false);
+                    self.checkpoints.register(key, saved);
+                    at
                 }
             };
             events.push(Event::Opened {
@@ -342,7 +348,8 @@ impl FileSet {
                 file: Some(file),
                 read_offset: offset,
                 committed: offset,
-                skipping: false,
+                skipping,
+                skip_marks: Vec::new(),
                 partial: None,
                 size: meta.len(),
                 last_growth: now,
@@ -422,7 +429,8 @@ impl FileSet {
                             file: Some(file),
                             read_offset: offset,
                             committed: offset,
-                            skipping: false,
+                            skipping: saved.skipping,
+                            skip_marks: Vec::new(),
                             partial: None,
                             size,
                             last_growth: now,
@@ -542,6 +550,9 @@ impl FileSet {
         if let Some(t) = self.files.iter_mut().find(|t| t.key == position.key) {
             t.read_offset = position.end_offset;
             t.skipping = position.skipping;
+            if position.skipping && !t.skip_marks.contains(&position.end_offset) {
+                t.skip_marks.push(position.end_offset);
+            }
         }
     }
 
@@ -560,7 +571,11 @@ impl FileSet {
                 .file
                 .as_ref()
                 .and_then(|f| fingerprint::tail_hash(f, t.committed).ok().flatten());
-            self.checkpoints.advance(t.key, t.committed, tail, &t.path);
+            let skipping = t.skip_marks.contains(&t.committed);
+            let committed = t.committed;
+            t.skip_marks.retain(|&m| m > committed);
+            self.checkpoints
+                .advance(t.key, t.committed, tail, skipping, &t.path);
             if t.file.is_none() && t.committed >= t.read_offset {
                 done.push(t.key);
             }

@@ -218,6 +218,7 @@ impl Origin {
                 tail: saved
                     .filter(|s| s.offset == t.committed)
                     .and_then(|s| s.tail),
+                skipping: saved.is_some_and(|s| s.offset == t.committed && s.skipping),
             },
         }
     }

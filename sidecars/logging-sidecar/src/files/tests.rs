@@ -353,3 +353,32 @@ fn an_older_file_that_starts_alike_is_no_copy() {
     );
     assert_eq!(drain(&mut set, now), ["banner", "new1"]);
 }
+
+/// A restart with the checkpoint inside an over-long line being skipped skips on to its
+/// end: the rest of the line once became an extra record after a `kill -9`.
+#[test]
+fn a_restart_inside_a_skipped_line_skips_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, &format!("a\n{}\nb\n", "x".repeat(10_000)));
+    let now = Instant::now();
+    let mut set = watching(&log);
+    set.discover(now);
+    // One chunk (4 KiB): "a" and the cut line; it ends inside the line, then a crash.
+    let chunk = set.read(now).unwrap();
+    assert_eq!(chunk.lines.len(), 2);
+    assert!(chunk.position.skipping);
+    set.handed_over(chunk.position);
+    set.acknowledge(&[Ack {
+        key: chunk.key,
+        offset: chunk.position.end_offset,
+    }]);
+    set.save_checkpoints().unwrap();
+    let mut again = FileSet::new(
+        log.to_str().unwrap(),
+        settings(),
+        Checkpoints::load(dir.path()).unwrap(),
+    );
+    again.discover(now);
+    assert_eq!(drain(&mut again, now), ["b"]);
+}
