@@ -49,6 +49,11 @@ pub struct Entry {
     /// the sidecar was down from the one that was checkpointed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tail: Option<String>,
+    /// `offset` lies inside an over-long line already cut and forwarded: the rest of
+    /// that line, up to its newline, is skipped on a restart too (else it became a
+    /// record of its own). Absent in files written before it existed: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipping: bool,
 }
 
 /// What is saved of one file.
@@ -58,6 +63,8 @@ pub struct Saved {
     pub path: PathBuf,
     pub stream: u64,
     pub tail: Option<u64>,
+    /// Inside an over-long line whose rest is skipped.
+    pub skipping: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -130,6 +137,7 @@ impl Checkpoints {
                     path: e.path,
                     stream,
                     tail,
+                    skipping: e.skipping,
                 },
             );
         }
@@ -153,8 +161,16 @@ impl Checkpoints {
         self.dirty = true;
     }
 
-    /// Records an acknowledged position; positions never move back.
-    pub fn advance(&mut self, key: FileKey, offset: u64, tail: Option<u64>, path: &Path) {
+    /// Records an acknowledged position (`skipping`: inside an over-long line whose rest
+    /// is skipped); positions never move back.
+    pub fn advance(
+        &mut self,
+        key: FileKey,
+        offset: u64,
+        tail: Option<u64>,
+        skipping: bool,
+        path: &Path,
+    ) {
         let Some(e) = self.entries.get_mut(&key) else {
             // Registered when opened; forgotten meanwhile (truncated): nothing to record.
             return;
@@ -162,6 +178,7 @@ impl Checkpoints {
         if offset > e.offset {
             e.offset = offset;
             e.tail = tail;
+            e.skipping = skipping;
             self.dirty = true;
         }
         if e.path != path {
@@ -204,6 +221,7 @@ impl Checkpoints {
                     path: e.path.clone(),
                     stream: Some(format!("{:016x}", e.stream)),
                     tail: e.tail.map(|t| format!("{t:x}")),
+                    skipping: e.skipping,
                 })
                 .collect(),
         };
@@ -247,6 +265,7 @@ mod tests {
             path: PathBuf::from(path),
             stream,
             tail: None,
+            skipping: false,
         }
     }
 
@@ -257,10 +276,16 @@ mod tests {
         assert!(!cp.save().unwrap(), "nothing changed, nothing written");
         cp.register(key(0xabc), saved(11, "/logs/app.log"));
         cp.register(key(7), saved(12, "/logs/b.log"));
-        cp.advance(key(0xabc), 100, Some(0xfeed), Path::new("/logs/app.log"));
-        cp.advance(key(0xabc), 50, Some(1), Path::new("/logs/app.log"));
-        cp.advance(key(7), 9, None, Path::new("/logs/b.log"));
-        cp.advance(key(9), 9, None, Path::new("/logs/c.log"));
+        cp.advance(
+            key(0xabc),
+            100,
+            Some(0xfeed),
+            false,
+            Path::new("/logs/app.log"),
+        );
+        cp.advance(key(0xabc), 50, Some(1), false, Path::new("/logs/app.log"));
+        cp.advance(key(7), 9, None, false, Path::new("/logs/b.log"));
+        cp.advance(key(9), 9, None, false, Path::new("/logs/c.log"));
         assert!(cp.save().unwrap());
         assert!(!cp.save().unwrap());
         let again = Checkpoints::load(dir.path()).unwrap();

@@ -15,13 +15,13 @@
 //! when the tailer reports the chunk handed over ([`FileSet::handed_over`]), and the
 //! checkpoint only when the aggregator acknowledged it ([`FileSet::acknowledge`]).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::batch::Ack;
 use crate::checkpoint::{CheckpointError, Checkpoints, Saved};
@@ -29,7 +29,9 @@ use crate::fingerprint::{self, FileKey};
 use crate::lines::{self, Line};
 
 mod copies;
+mod finished;
 use copies::{CopyCheck, Origin};
+use finished::Finished;
 
 /// How files are read.
 #[derive(Debug, Clone)]
@@ -91,8 +93,25 @@ pub struct Position {
     pub key: FileKey,
     pub end_offset: u64,
     pub skipping: bool,
-    /// Hash of the (up to 64) bytes before `end_offset`, to recognise a copy.
-    pub tail: u64,
+}
+
+/// The furthest a file was read (a chunk still being handed over included), and the
+/// evidence of what it held before there ([`fingerprint::evidence`]): what a copy of it
+/// must hold too. Lines up to there may be on their way under its stream, so only a
+/// file holding the very same bytes may continue that stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    offset: u64,
+    evidence: Option<u64>,
+}
+
+impl Seen {
+    fn at(file: &File, offset: u64) -> Seen {
+        Seen {
+            offset,
+            evidence: fingerprint::evidence(file, offset).ok().flatten(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -101,13 +120,17 @@ struct Tracked {
     stream: u64,
     /// Its stream is in the checkpoint file on disk: only then may its lines be sent.
     durable: bool,
-    /// Hash of the bytes before `read_offset`, once something was read.
-    read_tail: Option<u64>,
+    seen: Seen,
+    /// When the sidecar opened it (wall clock): a copy of it is made after that.
+    opened_at: SystemTime,
     path: PathBuf,
     file: Option<File>,
     read_offset: u64,
     committed: u64,
     skipping: bool,
+    /// Chunk ends handed over inside an over-long line being skipped, not yet
+    /// acknowledged: a checkpoint there says so, so that a restart skips on.
+    skip_marks: Vec<u64>,
     /// Start offset and first sighting of an unterminated last line.
     partial: Option<(u64, Instant)>,
     size: u64,
@@ -133,13 +156,10 @@ pub struct FileSet {
     /// perhaps a copy still being written. Held back until they are long enough or the
     /// rotate wait has passed.
     deferred: Vec<((u64, u64), Instant)>,
-    /// Rotated files read to their end and closed (device, inode): a sibling found
-    /// again later is not opened again.
-    finished: VecDeque<(u64, u64)>,
+    /// Rotated files read to their end and closed: a sibling found again later is not
+    /// opened again.
+    finished: Finished,
 }
-
-/// Closed rotated files remembered at most.
-const FINISHED_FILES: usize = 1024;
 /// Rotation siblings with these endings are compressed, and never read.
 const COMPRESSED: [&str; 7] = [".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4", ".Z"];
 
@@ -159,8 +179,13 @@ impl FileSet {
             turn: 0,
             truncated: Vec::new(),
             deferred: Vec::new(),
-            finished: VecDeque::new(),
+            finished: Finished::default(),
         }
+    }
+
+    /// The path or glob followed.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
     }
 
     fn paths(&self) -> Vec<PathBuf> {
@@ -196,7 +221,7 @@ impl FileSet {
                 let key = t.key;
                 // Kept a while: a copy of what it held (copytruncate) continues it.
                 let mut origin = Origin::of(t, self.checkpoints.get(&key));
-                origin.truncated_at = Some(std::time::SystemTime::now());
+                origin.truncated = true;
                 self.truncated.push((origin, now));
                 self.checkpoints.reset(&key);
                 self.files.remove(i);
@@ -222,7 +247,7 @@ impl FileSet {
             let (dev, ino) = (meta.dev(), meta.ino());
             if !sibling {
                 present.insert((dev, ino));
-            } else if present.contains(&(dev, ino)) || self.finished.contains(&(dev, ino)) {
+            } else if present.contains(&(dev, ino)) || self.finished.holds(&path, &meta) {
                 continue;
             }
             if let Some(t) = self
@@ -271,9 +296,9 @@ impl FileSet {
                     continue;
                 }
             }
-            let (offset, stream, tail, durable) = match self.checkpoints.get(&key) {
+            let (offset, stream, skipping, durable) = match self.checkpoints.get(&key) {
                 Some(saved) if still_the_same(&file, saved) => {
-                    (saved.offset, saved.stream, saved.tail, true)
+                    (saved.offset, saved.stream, saved.skipping, true)
                 }
                 known => {
                     if known.is_some() {
@@ -281,46 +306,50 @@ impl FileSet {
                         // sidecar was down. A new instance, with a stream of its own.
                         events.push(Event::Truncated { path: path.clone() });
                     }
-                    let (offset, stream, tail) =
-                        match self.copy_source(&key, &file, meta.len(), now) {
-                            CopyCheck::Copy(saved) => {
-                                events.push(Event::Copy {
-                                    path: path.clone(),
-                                    offset: saved.offset,
-                                });
-                                (saved.offset, saved.stream, saved.tail)
+                    let saved = match self.copy_source(&key, &file, meta.len(), now) {
+                        CopyCheck::Copy(saved) => {
+                            events.push(Event::Copy {
+                                path: path.clone(),
+                                offset: saved.offset,
+                            });
+                            Saved {
+                                path: path.clone(),
+                                ..saved
                             }
-                            CopyCheck::Wait => continue,
-                            // A sibling nobody knows is history from before the sidecar.
-                            CopyCheck::New if sibling => continue,
-                            CopyCheck::New => (0, fingerprint::new_stream(&key), None),
-                        };
-                    self.checkpoints.register(
-                        key,
-                        Saved {
-                            offset,
+                        }
+                        CopyCheck::Wait => continue,
+                        // A sibling nobody knows is history from before the sidecar.
+                        CopyCheck::New if sibling => continue,
+                        CopyCheck::New => Saved {
+                            offset: 0,
                             path: path.clone(),
-                            stream,
-                            tail,
+                            stream: fingerprint::new_stream(&key),
+                            tail: None,
+                            skipping: false,
                         },
-                    );
-                    (offset, stream, tail, false)
+                    };
+                    let at = (saved.offset, saved.stream, saved.skipping, false);
+                    self.checkpoints.register(key, saved);
+                    at
                 }
             };
             events.push(Event::Opened {
                 path: path.clone(),
                 offset,
             });
+            let seen = Seen::at(&file, offset);
             self.files.push(Tracked {
                 key,
                 stream,
                 durable,
-                read_tail: tail,
+                seen,
+                opened_at: SystemTime::now(),
                 path,
                 file: Some(file),
                 read_offset: offset,
                 committed: offset,
-                skipping: false,
+                skipping,
+                skip_marks: Vec::new(),
                 partial: None,
                 size: meta.len(),
                 last_growth: now,
@@ -351,11 +380,9 @@ impl FileSet {
             let acked = t.committed >= t.read_offset;
             let overdue = now.duration_since(since) >= settings.release_unacked_after;
             if drained && quiet && (acked || overdue) {
-                t.file = None;
-                if self.finished.len() >= FINISHED_FILES {
-                    self.finished.pop_front();
+                if let Some(file) = t.file.take() {
+                    self.finished.remember(t.key, t.read_offset, &file);
                 }
-                self.finished.push_back((t.key.dev, t.key.ino));
                 events.push(Event::Released {
                     path: t.path.clone(),
                     unacknowledged: t.read_offset.saturating_sub(t.committed),
@@ -396,12 +423,14 @@ impl FileSet {
                             key,
                             stream: saved.stream,
                             durable: true,
-                            read_tail: saved.tail,
+                            seen: Seen::at(&file, offset),
+                            opened_at: SystemTime::now(),
                             path,
                             file: Some(file),
                             read_offset: offset,
                             committed: offset,
-                            skipping: false,
+                            skipping: saved.skipping,
+                            skip_marks: Vec::new(),
                             partial: None,
                             size,
                             last_growth: now,
@@ -493,18 +522,13 @@ impl FileSet {
                 continue;
             }
             buf.truncate(split.consumed);
-            // The same hash as `fingerprint::tail_hash` at the end of the chunk.
-            let tail = if buf.len() as u64 >= fingerprint::TAIL_BYTES || t.read_offset == 0 {
-                fingerprint::fnv1a(
-                    &buf[buf.len().saturating_sub(fingerprint::TAIL_BYTES as usize)..],
-                )
-            } else {
-                let end = t.read_offset + buf.len() as u64;
-                fingerprint::tail_hash(file, end)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0)
-            };
+            let end_offset = t.read_offset + split.consumed as u64;
+            if end_offset > t.seen.offset {
+                t.seen = Seen {
+                    offset: end_offset,
+                    evidence: fingerprint::evidence_after(file, t.read_offset, &buf),
+                };
+            }
             return Some(Chunk {
                 key: t.key,
                 stream: t.stream,
@@ -513,9 +537,8 @@ impl FileSet {
                 lines: split.lines,
                 position: Position {
                     key: t.key,
-                    end_offset: t.read_offset + split.consumed as u64,
+                    end_offset,
                     skipping: split.skipping,
-                    tail,
                 },
             });
         }
@@ -526,8 +549,10 @@ impl FileSet {
     pub fn handed_over(&mut self, position: Position) {
         if let Some(t) = self.files.iter_mut().find(|t| t.key == position.key) {
             t.read_offset = position.end_offset;
-            t.read_tail = Some(position.tail);
             t.skipping = position.skipping;
+            if position.skipping && !t.skip_marks.contains(&position.end_offset) {
+                t.skip_marks.push(position.end_offset);
+            }
         }
     }
 
@@ -546,7 +571,11 @@ impl FileSet {
                 .file
                 .as_ref()
                 .and_then(|f| fingerprint::tail_hash(f, t.committed).ok().flatten());
-            self.checkpoints.advance(t.key, t.committed, tail, &t.path);
+            let skipping = t.skip_marks.contains(&t.committed);
+            let committed = t.committed;
+            t.skip_marks.retain(|&m| m > committed);
+            self.checkpoints
+                .advance(t.key, t.committed, tail, skipping, &t.path);
             if t.file.is_none() && t.committed >= t.read_offset {
                 done.push(t.key);
             }

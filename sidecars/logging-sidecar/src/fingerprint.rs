@@ -74,6 +74,54 @@ pub fn tail_hash(file: &File, offset: u64) -> io::Result<Option<u64>> {
     Ok(Some(fnv1a(&buf[..want])))
 }
 
+/// Up to this offset, what a file held before a position is hashed whole: the first line
+/// (at most [`FINGERPRINT_MAX_BYTES`]) and the [`TAIL_BYTES`] before the position would
+/// otherwise leave bytes between them unchecked.
+pub const PREFIX_BYTES: u64 = FINGERPRINT_MAX_BYTES as u64 + TAIL_BYTES;
+
+/// Evidence of what a file holds before `offset`, to recognise a copy of it: a hash of
+/// all of its bytes before `offset` when `offset` is at most [`PREFIX_BYTES`], else of
+/// the [`TAIL_BYTES`] before it (the first line is checked by the fingerprint). `None` at
+/// offset 0 or when the file is shorter than `offset`. Up to [`TAIL_BYTES`] it is the
+/// same hash as [`tail_hash`].
+pub fn evidence(file: &File, offset: u64) -> io::Result<Option<u64>> {
+    if offset > PREFIX_BYTES {
+        return tail_hash(file, offset);
+    }
+    if offset == 0 {
+        return Ok(None);
+    }
+    let mut buf = [0u8; PREFIX_BYTES as usize];
+    let want = offset as usize;
+    let mut filled = 0;
+    while filled < want {
+        match file.read_at(&mut buf[filled..want], filled as u64) {
+            Ok(0) => return Ok(None),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(fnv1a(&buf[..want])))
+}
+
+/// [`evidence`] at the end of `bytes`, which were read from `file` at `start`: computed
+/// from `bytes` when they hold what is needed, else read from the file.
+pub fn evidence_after(file: &File, start: u64, bytes: &[u8]) -> Option<u64> {
+    let end = start + bytes.len() as u64;
+    if end == 0 {
+        return None;
+    }
+    if end <= PREFIX_BYTES {
+        if start == 0 {
+            return Some(fnv1a(bytes));
+        }
+    } else if bytes.len() as u64 >= TAIL_BYTES {
+        return Some(fnv1a(&bytes[bytes.len() - TAIL_BYTES as usize..]));
+    }
+    evidence(file, end).ok().flatten()
+}
+
 /// A new stream for a file instance met for the first time: 64 bits that no other
 /// file instance, on this host or another sidecar's, is expected to share. Drawn from
 /// the clock, the process, a counter and the file's key, mixed by SplitMix64 (the
@@ -155,6 +203,36 @@ mod tests {
         assert_eq!(tail_hash(&fa, 16).unwrap(), tail_hash(&fb, 16).unwrap());
         assert_ne!(tail_hash(&fa, 23).unwrap(), tail_hash(&fb, 23).unwrap());
         assert_eq!(tail_hash(&fa, 99).unwrap(), None);
+    }
+
+    #[test]
+    fn evidence_covers_the_whole_prefix_then_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        // Alike in the first line and in the 64 bytes before offset 300, not in between.
+        let mut x = b"first line\n".to_vec();
+        x.extend([b'x'; 100]);
+        x.extend(vec![b'z'; 2000]);
+        let mut y = x.clone();
+        y[50] = b'y';
+        std::fs::write(&a, &x).unwrap();
+        std::fs::write(&b, &y).unwrap();
+        let (fa, fb) = (File::open(&a).unwrap(), File::open(&b).unwrap());
+        assert_eq!(evidence(&fa, 0).unwrap(), None);
+        assert_eq!(evidence(&fa, 40).unwrap(), evidence(&fb, 40).unwrap());
+        assert_eq!(evidence(&fa, 40).unwrap(), tail_hash(&fa, 40).unwrap());
+        assert_eq!(tail_hash(&fa, 300).unwrap(), tail_hash(&fb, 300).unwrap());
+        assert_ne!(evidence(&fa, 300).unwrap(), evidence(&fb, 300).unwrap());
+        assert_eq!(evidence(&fa, 2000).unwrap(), evidence(&fb, 2000).unwrap());
+        assert_eq!(evidence(&fa, 5000).unwrap(), None);
+        for (start, len) in [(0, 300), (200, 100), (1000, 200), (1100, 10), (0, 2000)] {
+            let bytes = &x[start..start + len];
+            assert_eq!(
+                evidence_after(&fa, start as u64, bytes),
+                evidence(&fa, (start + len) as u64).unwrap(),
+                "{start}+{len}"
+            );
+        }
     }
 
     #[test]

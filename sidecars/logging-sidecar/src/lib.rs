@@ -30,3 +30,4 @@ pub mod metrics;
 pub mod outbox;
 pub mod server;
 pub mod tailer;
+pub mod watch;

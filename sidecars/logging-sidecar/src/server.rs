@@ -34,7 +34,7 @@ use crate::fault::Fault;
 use crate::files::{FileSet, ReadSettings};
 use crate::forwarder::{Flush, Forwarder, ForwarderSettings, Outstanding};
 use crate::metrics::{Metrics, Readiness};
-use crate::tailer::{SaveCheckpoints, StopReading, Tailer};
+use crate::tailer::{SaveCheckpoints, StopReading, Tailer, Timing};
 
 pub const PROGRAM: &str = "logging-sidecar";
 
@@ -101,6 +101,9 @@ async fn run(config: SidecarConfig) -> anyhow::Result<()> {
     let metrics = Metrics::register(&registry).context("registering metrics")?;
     let http_metrics = HttpMetrics::register(&registry, PROGRAM).context("registering metrics")?;
     let readiness = Arc::new(Readiness::default());
+    for warning in &config.warnings {
+        log::warn!("{warning}");
+    }
     if config.service_name == crate::config::DEFAULT_SERVICE_NAME {
         log::warn!(
             "SERVICE_NAME is not set; records are marked as forwarded for \"unknown-service\"."
@@ -146,7 +149,12 @@ async fn run(config: SidecarConfig) -> anyhow::Result<()> {
     let tailer = {
         let (metrics, readiness) = (metrics.clone(), readiness.clone());
         let faults = config.faults.clone();
-        let (poll, checkpoint_every) = (config.poll_interval, config.checkpoint_interval);
+        let timing = Timing {
+            mode: config.watch_mode,
+            poll_interval: config.poll_interval,
+            rescan_interval: config.rescan_interval,
+            checkpoint_interval: config.checkpoint_interval,
+        };
         let forwarder_slot = forwarder_addr.clone();
         Supervisor::start(move |ctx: &mut actix::Context<Tailer>| {
             let acks_to = actix::AsyncContext::address(ctx).recipient();
@@ -167,8 +175,7 @@ async fn run(config: SidecarConfig) -> anyhow::Result<()> {
             Tailer::new(
                 files,
                 enricher,
-                poll,
-                checkpoint_every,
+                timing,
                 Fault::new(faults.tailer),
                 metrics,
                 readiness,

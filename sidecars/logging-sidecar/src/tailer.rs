@@ -2,11 +2,13 @@
 //!
 //! First stage of the pipeline. The file logic is in [`crate::files`]; this actor runs
 //! the read loop (read a chunk, `send(..).await` it to the enricher, read the next; when
-//! nothing is new, poll again after the poll interval), applies the acknowledgements the
-//! forwarder sends back, and writes the checkpoint file at most every checkpoint
-//! interval. Because it awaits each hand-over, a stalled pipeline stops the reading, but
-//! not the discovery: that runs every poll interval whatever the pipeline does, so every
-//! file is opened (and held open) while it is still to be found.
+//! nothing is new, wait for a file event from [`crate::watch`], or in poll mode for the
+//! poll interval), applies the acknowledgements the forwarder sends back, and writes the
+//! checkpoint file at most every checkpoint interval. Because it awaits each hand-over,
+//! a stalled pipeline stops the reading, but not the discovery: a file event, and a
+//! timer (the rescan interval, or the poll interval in poll mode), still run it, so every
+//! file is opened (and held open) while it is still to be found. Discoveries are at
+//! least a poll interval apart, however many events arrive.
 //!
 //! Under supervision: the read positions and checkpoints live in the actor's fields and
 //! survive a restart. A chunk lost in a failure was never counted as handed over, so it
@@ -18,10 +20,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::batch::Acked;
+use crate::config::WatchMode;
 use crate::enricher::{Enricher, LineBatch};
 use crate::fault::Fault;
 use crate::files::{Event, FileSet};
 use crate::metrics::{Metrics, Readiness};
+use crate::watch::{Wake, Watch};
 
 /// Acknowledgements waiting for the tailer (at most one per batch in flight).
 pub const TAILER_MAILBOX: usize = 64;
@@ -43,11 +47,28 @@ struct ReadStep {
     generation: u64,
 }
 
+/// When the tailer looks at its files.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub mode: WatchMode,
+    /// Poll mode: how often files are looked at. Events mode: the shortest time
+    /// between two discoveries.
+    pub poll_interval: Duration,
+    /// Events mode: how often files are looked at without any event.
+    pub rescan_interval: Duration,
+    pub checkpoint_interval: Duration,
+}
+
 pub struct Tailer {
     files: FileSet,
     enricher: Addr<Enricher>,
-    poll_interval: Duration,
-    checkpoint_interval: Duration,
+    timing: Timing,
+    watch: Option<Watch>,
+    /// A file event came since the last discovery.
+    woken: bool,
+    /// The next read step or discovery, when one is waiting for its time.
+    step_timer: Option<SpawnHandle>,
+    discover_timer: Option<SpawnHandle>,
     last_discover: Option<Instant>,
     sending: bool,
     stopped: bool,
@@ -61,8 +82,7 @@ impl Tailer {
     pub fn new(
         files: FileSet,
         enricher: Addr<Enricher>,
-        poll_interval: Duration,
-        checkpoint_interval: Duration,
+        timing: Timing,
         fault: Fault,
         metrics: Metrics,
         readiness: Arc<Readiness>,
@@ -70,8 +90,11 @@ impl Tailer {
         Tailer {
             files,
             enricher,
-            poll_interval,
-            checkpoint_interval,
+            timing,
+            watch: None,
+            woken: false,
+            step_timer: None,
+            discover_timer: None,
             last_discover: None,
             sending: false,
             stopped: false,
@@ -85,6 +108,7 @@ impl Tailer {
     fn discover(&mut self, now: Instant) {
         let first = self.last_discover.is_none();
         self.last_discover = Some(now);
+        self.woken = false;
         let mut events = self.files.discover(now);
         if first {
             events.extend(self.files.recover(now));
@@ -95,14 +119,77 @@ impl Tailer {
         self.metrics.files_tracked.set(self.files.len() as i64);
     }
 
-    fn schedule(&self, ctx: &mut Context<Self>, after: Duration) {
+    /// The next read step, `after` from now; it replaces one already waiting, so that
+    /// at most one is ever waiting.
+    fn schedule(&mut self, ctx: &mut Context<Self>, after: Duration) {
+        if let Some(timer) = self.step_timer.take() {
+            ctx.cancel_future(timer);
+        }
         let step = ReadStep {
             generation: self.generation,
         };
         if after.is_zero() {
             ctx.notify(step);
         } else {
-            ctx.notify_later(step, after);
+            self.step_timer = Some(ctx.notify_later(step, after));
+        }
+    }
+
+    /// How long an idle tailer waits before it looks at its files unasked: the rescan
+    /// interval while file events are watched, else the poll interval.
+    fn idle_interval(&self) -> Duration {
+        match (self.timing.mode, &self.watch) {
+            (WatchMode::Events, Some(_)) => self.timing.rescan_interval,
+            _ => self.timing.poll_interval,
+        }
+    }
+
+    /// How long until a discovery is allowed (discoveries are a poll interval apart).
+    fn until_discovery(&self, now: Instant) -> Duration {
+        match self.last_discover {
+            None => Duration::ZERO,
+            Some(t) => self
+                .timing
+                .poll_interval
+                .saturating_sub(now.duration_since(t)),
+        }
+    }
+
+    /// The timer that looks at the files even when no event comes: discovers (the
+    /// pipeline may be stalled, the read loop waiting), re-establishes the watch, and
+    /// wakes the read loop.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if let Some(watch) = &mut self.watch {
+            watch.ensure();
+        }
+        if !self.stopped && self.last_discover.is_some() {
+            self.discover(Instant::now());
+            if !self.sending && self.step_timer.is_none() {
+                self.schedule(ctx, Duration::ZERO);
+            }
+        }
+        let generation = self.generation;
+        ctx.run_later(self.idle_interval(), move |act, ctx| {
+            if act.generation == generation {
+                act.tick(ctx);
+            }
+        });
+    }
+
+    /// A file event while the read loop waits for the pipeline: discovers now, or as
+    /// soon as a discovery is allowed, so that a file created and renamed away meanwhile
+    /// is still opened.
+    fn discover_soon(&mut self, ctx: &mut Context<Self>) {
+        let wait = self.until_discovery(Instant::now());
+        if wait.is_zero() {
+            self.discover(Instant::now());
+        } else if self.discover_timer.is_none() {
+            self.discover_timer = Some(ctx.run_later(wait, |act, _| {
+                act.discover_timer = None;
+                if act.woken && !act.stopped {
+                    act.discover(Instant::now());
+                }
+            }));
         }
     }
 
@@ -167,13 +254,29 @@ impl Actor for Tailer {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(TAILER_MAILBOX);
         self.sending = false;
-        ctx.run_interval(self.checkpoint_interval, |act, _| act.save());
+        self.step_timer = None;
+        self.discover_timer = None;
+        ctx.run_interval(self.timing.checkpoint_interval, |act, _| act.save());
+        // A new watch at every start: the old one's wake-ups went to the old context.
+        self.watch = None;
+        if self.timing.mode == WatchMode::Events {
+            match Watch::new(self.files.pattern()) {
+                Ok((watch, wakes)) => {
+                    ctx.add_stream(wakes);
+                    self.watch = Some(watch);
+                }
+                Err(e) => {
+                    log::warn!(error = e.to_string().as_str(); "Cannot watch the log directory for changes; polling every POLL_INTERVAL instead.")
+                }
+            }
+        }
         // Discovery runs on its own clock, not only between reads: while a chunk waits
         // for the pipeline (the aggregator down, say), rotations must still be seen, or
         // a file created and renamed away meanwhile would never be opened.
-        ctx.run_interval(self.poll_interval, |act, _| {
-            if !act.stopped && act.last_discover.is_some() {
-                act.discover(Instant::now());
+        let generation = self.generation;
+        ctx.run_later(self.idle_interval(), move |act, ctx| {
+            if act.generation == generation {
+                act.tick(ctx);
             }
         });
         self.readiness.set_tailing();
@@ -202,16 +305,24 @@ impl Handler<ReadStep> for Tailer {
         if msg.generation != self.generation || self.stopped || self.sending {
             return;
         }
+        // This step may run before a waiting one (woken by an event): that one is moot.
+        if let Some(timer) = self.step_timer.take() {
+            ctx.cancel_future(timer);
+        }
         let now = Instant::now();
-        let due = match self.last_discover {
-            None => true,
-            Some(t) => now.duration_since(t) >= self.poll_interval,
-        };
-        if due {
+        let until = self.until_discovery(now);
+        if until.is_zero() {
             self.discover(now);
         }
         let Some(chunk) = self.files.read(now) else {
-            self.schedule(ctx, self.poll_interval);
+            // An event not yet discovered (a new file, say) is looked at as soon as a
+            // discovery is allowed; otherwise the next event, or the idle interval.
+            let wait = if self.woken && !until.is_zero() {
+                until
+            } else {
+                self.idle_interval()
+            };
+            self.schedule(ctx, wait);
             return;
         };
         if self.fault.fires() {
@@ -240,11 +351,28 @@ impl Handler<ReadStep> for Tailer {
                 }
                 _ => {
                     log::warn!("The enricher did not take a chunk; it is read again.");
-                    act.schedule(ctx, act.poll_interval);
+                    act.schedule(ctx, act.timing.poll_interval);
                 }
             }
         }));
     }
+}
+
+impl StreamHandler<Wake> for Tailer {
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.woken = true;
+        if self.stopped || self.last_discover.is_none() {
+            return;
+        }
+        if self.sending {
+            self.discover_soon(ctx);
+        } else {
+            self.schedule(ctx, Duration::ZERO);
+        }
+    }
+
+    /// The watch ended (it never does while it lives): the timer goes on alone.
+    fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
 impl Handler<Acked> for Tailer {

@@ -11,6 +11,7 @@ use support::{append_lines, Receiver, Rig, TOKEN};
 async fn through_the_real_aggregator_with_kills_on_both_sides() {
     let mut rig = Rig::with(Receiver::Aggregator);
     append_lines(&rig.log, 0..5000);
+    // The durations by their old names (milliseconds), still read (deprecated).
     let sidecar_env = [
         ("AGGREGATOR_TOKEN", TOKEN),
         ("GZIP", "true"),

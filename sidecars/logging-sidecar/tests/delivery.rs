@@ -97,7 +97,7 @@ async fn a_file_that_does_not_exist_yet_is_picked_up() {
 #[actix_rt::test]
 async fn rotation_by_rename_and_by_copytruncate_mid_stream() {
     let mut rig = Rig::new();
-    rig.start_sidecar(&[("ROTATE_WAIT_MS", "200")]).await;
+    rig.start_sidecar(&[("ROTATE_WAIT", "200ms")]).await;
     let mut writer = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -135,7 +135,7 @@ async fn rotation_by_rename_and_by_copytruncate_mid_stream() {
 #[actix_rt::test]
 async fn the_aggregator_down_for_a_while_then_back() {
     let mut rig = Rig::new();
-    rig.start_sidecar(&[("RETRY_INITIAL_MS", "20"), ("RETRY_MAX_MS", "200")])
+    rig.start_sidecar(&[("RETRY_INITIAL", "20ms"), ("RETRY_MAX", "200ms")])
         .await;
     rig.sink_control(Some(503)).await;
     append_lines(&rig.log, 0..60_000);
@@ -170,7 +170,7 @@ async fn sigkill_mid_stream_then_restart() {
     let mut rig = Rig::new();
     append_lines(&rig.log, 0..40_000);
     rig.start_sidecar(&[
-        ("CHECKPOINT_INTERVAL_MS", "20"),
+        ("CHECKPOINT_INTERVAL", "20ms"),
         ("BATCH_MAX_RECORDS", "500"),
     ])
     .await;
@@ -307,11 +307,11 @@ async fn a_corrupt_checkpoint_is_reported_and_reading_starts_over() {
 fn a_bad_setting_is_named_and_exits_64() {
     let out = std::process::Command::new(shared::testkit::workspace_bin("logging-sidecar"))
         .env("AGGREGATOR_URL", "log-aggregator:8080")
-        .env("BATCH_LINGER_MS", "soon")
+        .env("BATCH_LINGER", "soon")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("AGGREGATOR_URL"), "{stderr}");
-    assert!(stderr.contains("BATCH_LINGER_MS"), "{stderr}");
+    assert!(stderr.contains("BATCH_LINGER"), "{stderr}");
 }

@@ -20,8 +20,8 @@ const BANNER: &[u8] = b"service starting, version 1.2.3\n";
 fn env() -> [(&'static str, &'static str); 3] {
     [
         ("AGGREGATOR_TOKEN", TOKEN),
-        ("CHECKPOINT_INTERVAL_MS", "50"),
-        ("ROTATE_WAIT_MS", "100"),
+        ("CHECKPOINT_INTERVAL", "50ms"),
+        ("ROTATE_WAIT", "100ms"),
     ]
 }
 

@@ -121,13 +121,13 @@ async fn combined_faults_lose_nothing_and_store_nothing_twice() {
     let env = [
         ("AGGREGATOR_TOKEN", TOKEN),
         ("BATCH_MAX_RECORDS", batch_records.as_str()),
-        ("CHECKPOINT_INTERVAL_MS", "50"),
-        ("RETRY_INITIAL_MS", "20"),
-        ("RETRY_MAX_MS", "500"),
-        ("REQUEST_TIMEOUT_MS", "2000"),
-        ("ROTATE_WAIT_MS", "200"),
+        ("CHECKPOINT_INTERVAL", "50ms"),
+        ("RETRY_INITIAL", "20ms"),
+        ("RETRY_MAX", "500ms"),
+        ("REQUEST_TIMEOUT", "2s"),
+        ("ROTATE_WAIT", "200ms"),
         ("MAX_LINE_BYTES", "4096"),
-        ("SHUTDOWN_GRACE_MS", "2000"),
+        ("SHUTDOWN_GRACE", "2s"),
     ];
     let mut rig = Rig::with(Receiver::Aggregator);
     let mut w = Written {

@@ -3,12 +3,13 @@
 //! file it was copied from.
 
 use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{FileSet, Tracked, COMPRESSED, COPY_MEMORY, COPY_MEMORY_FILES};
+use super::{FileSet, Seen, Tracked, COMPRESSED, COPY_MEMORY, COPY_MEMORY_FILES};
 use crate::checkpoint::Saved;
-use crate::fingerprint::{self, FileKey, FINGERPRINT_MAX_BYTES};
+use crate::fingerprint::{self, FileKey, PREFIX_BYTES};
 
 /// What [`FileSet::copy_source`] found.
 pub(super) enum CopyCheck {
@@ -59,17 +60,22 @@ impl FileSet {
 
     /// Whether a file met for the first time is a copy of a known one (copytruncate).
     /// The known file is one truncated in place lately, or one still followed, or (after
-    /// a restart) one in the checkpoint; the copy must start with its first line and:
-    /// - hold, before the position read so far, the same 64 bytes, that position being
-    ///   past the first 1 KiB;
-    /// - or, when less was read of a file truncated in place, have been last written at
-    ///   most 2 s before the truncation was seen;
-    /// - or, for a checkpoint entry only, hold the same 64 bytes before its saved offset,
-    ///   which must lie past the first 1 KiB (so that files alike only in their first
-    ///   lines never match).
+    /// a restart) one in the checkpoint. A copy is another file (another inode),
+    /// changed since the sidecar opened the known file (a copy is made of what the file
+    /// holds, so after it: older files that merely start alike, rotated ones say, are no
+    /// copies), that starts with the known file's first line and holds, byte for byte,
+    /// what the sidecar read of it ([`Seen`]: every byte when less than
+    /// [`PREFIX_BYTES`] were read, else the 64 bytes before the position); no time
+    /// window is involved:
+    /// - a file truncated lately: whatever was read of it, even nothing;
+    /// - a file still followed: only once more than [`PREFIX_BYTES`] were read (two live
+    ///   files that merely start alike must not share a stream);
+    /// - a checkpoint entry: the same 64 bytes before its saved offset, which must lie
+    ///   past [`PREFIX_BYTES`].
     ///
     /// A copy continues the known file's stream from its acknowledged offset, so its
-    /// backlog is read and what was already sent keeps its ids.
+    /// backlog is read and what was already sent keeps its ids; since it holds the very
+    /// bytes that were read, no line of it can take the id of another line.
     pub(super) fn copy_source(
         &mut self,
         key: &FileKey,
@@ -81,7 +87,6 @@ impl FileSet {
             .retain(|(_, at)| now.duration_since(*at) < COPY_MEMORY);
         let excess = self.truncated.len().saturating_sub(COPY_MEMORY_FILES);
         self.truncated.drain(..excess);
-        let tail_at = |offset: u64| fingerprint::tail_hash(file, offset).ok().flatten();
         let mut longer_known = false;
         // 1. Truncated lately, or still followed: checked at the position read so far.
         let mut candidates: Vec<(Option<usize>, Origin)> = self
@@ -97,27 +102,27 @@ impl FileSet {
                 .map(|t| (None, Origin::of(t, self.checkpoints.get(&t.key)))),
         );
         let mut found = None;
-        let modified = file.metadata().and_then(|m| m.modified()).ok();
+        let changed = file.metadata().ok().map(|m| changed_at(&m));
         for (i, origin) in candidates {
-            if origin.fingerprint != key.fingerprint {
+            // A file truncated and rewritten is the same inode: never its own copy.
+            if origin.fingerprint != key.fingerprint
+                || origin.inode == (key.dev, key.ino)
+                || !changed.is_some_and(|c| c + CLOCK_TICK >= origin.opened_at)
+            {
                 continue;
             }
-            let matches = match origin.read_tail {
-                Some(_) if origin.read_offset > len => {
-                    longer_known = true;
-                    false
-                }
-                // 64 bytes past the first 1 KiB: files alike only in their first lines
-                // never match.
-                Some(tail) if origin.read_offset >= EVIDENCE_OFFSET => {
-                    tail_at(origin.read_offset) == Some(tail)
-                }
-                // Too little read to compare contents: a truncated file's copy is told
-                // by its time, written just before the truncation (copytruncate).
-                _ => match (origin.truncated_at, modified) {
-                    (Some(at), Some(m)) => m + COPY_SLACK >= at,
-                    _ => false,
-                },
+            let seen = origin.seen;
+            let matches = if seen.offset > len {
+                longer_known = true;
+                false
+            } else if seen.offset == 0 {
+                // Nothing of it was read, so nothing was sent under its stream.
+                origin.truncated
+            } else if origin.truncated || seen.offset >= PREFIX_BYTES {
+                seen.evidence.is_some()
+                    && fingerprint::evidence(file, seen.offset).ok().flatten() == seen.evidence
+            } else {
+                false
             };
             if matches {
                 found = Some((i, origin));
@@ -138,7 +143,7 @@ impl FileSet {
         for (k, saved) in self.checkpoints.iter() {
             if *k == *key
                 || k.fingerprint != key.fingerprint
-                || saved.offset < EVIDENCE_OFFSET
+                || saved.offset < PREFIX_BYTES
                 || saved.tail.is_none()
                 || self.files.iter().any(|t| t.key == *k)
             {
@@ -146,7 +151,7 @@ impl FileSet {
             }
             if saved.offset > len {
                 longer_known = true;
-            } else if tail_at(saved.offset) == saved.tail
+            } else if fingerprint::tail_hash(file, saved.offset).ok().flatten() == saved.tail
                 && !matches!(&best, Some(b) if b.offset >= saved.offset)
             {
                 best = Some(saved.clone());
@@ -173,19 +178,27 @@ impl FileSet {
     }
 }
 
-/// An offset from which the 64 bytes before it lie past the fingerprinted first bytes.
-const EVIDENCE_OFFSET: u64 = FINGERPRINT_MAX_BYTES as u64 + fingerprint::TAIL_BYTES;
-/// How long before a truncation its copy may have been last written.
-const COPY_SLACK: Duration = Duration::from_secs(2);
+/// File times lag the clock by up to a tick of the kernel's coarse clock.
+const CLOCK_TICK: Duration = Duration::from_millis(20);
+
+/// When a file's inode last changed (its status change time): at its creation or
+/// later (a write, a rename), never set back by a copy that preserves times.
+fn changed_at(meta: &std::fs::Metadata) -> SystemTime {
+    let (secs, nanos) = (meta.ctime(), meta.ctime_nsec());
+    let since_epoch = Duration::new(secs.max(0) as u64, nanos.clamp(0, 999_999_999) as u32);
+    SystemTime::UNIX_EPOCH + since_epoch
+}
 
 /// A file a copy may have been made of: what it was read to, and what to continue from.
 #[derive(Debug, Clone)]
 pub(super) struct Origin {
     fingerprint: u64,
-    /// When it was found truncated (wall clock, to compare with file times).
-    pub(super) truncated_at: Option<SystemTime>,
-    read_offset: u64,
-    read_tail: Option<u64>,
+    /// Its device and inode: a copy is another file.
+    inode: (u64, u64),
+    /// Found truncated in place (rather than still followed).
+    pub(super) truncated: bool,
+    seen: Seen,
+    opened_at: SystemTime,
     /// Its stream, its acknowledged offset and the tail there: where a copy continues.
     saved: Saved,
 }
@@ -194,9 +207,10 @@ impl Origin {
     pub(super) fn of(t: &Tracked, saved: Option<&Saved>) -> Origin {
         Origin {
             fingerprint: t.key.fingerprint,
-            truncated_at: None,
-            read_offset: t.read_offset,
-            read_tail: t.read_tail.filter(|_| t.read_offset > 0),
+            inode: (t.key.dev, t.key.ino),
+            truncated: false,
+            seen: t.seen,
+            opened_at: t.opened_at,
             saved: Saved {
                 offset: t.committed,
                 path: t.path.clone(),
@@ -204,6 +218,7 @@ impl Origin {
                 tail: saved
                     .filter(|s| s.offset == t.committed)
                     .and_then(|s| s.tail),
+                skipping: saved.is_some_and(|s| s.offset == t.committed && s.skipping),
             },
         }
     }
