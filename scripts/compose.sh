@@ -16,7 +16,7 @@
 #   auto      (default) local when the host has cargo, apt-get and dpkg-deb, else registry.
 #
 # The `cluster` profile (by --profile cluster or COMPOSE_PROFILES) also needs the settings in
-# docker/cluster.env: they are read here (the shell's and then .env's own values win), and in
+# docker/cluster.env: they are read here (the shell's own values win, then these, then .env's), and in
 # local mode the ClickHouse image is made from Debian's package. `down` acts on the
 # containers of every profile unless COMPOSE_PROFILES is set.
 set -euo pipefail
@@ -151,11 +151,12 @@ load_env() {
     done <"$1"
 }
 
-# The same settings compose reads: .env when present (the shell's own values win).
-if [ -f .env ]; then load_env .env; fi
+# The same settings compose reads: .env when present (the shell's own values win), and
+# before it the cluster profile's, which then win over .env's.
 cluster=0
 [[ ",$profiles,${COMPOSE_PROFILES:-}," == *",cluster,"* ]] && cluster=1
 if [ "$cluster" = 1 ]; then load_env "$CLUSTER_ENV"; fi
+if [ -f .env ]; then load_env .env; fi
 if [ "$subcommand" = down ] && [ -z "${COMPOSE_PROFILES:-}" ] && [ -z "$profiles" ]; then
     # Without its profiles, compose would leave those containers (and their network) behind.
     export COMPOSE_PROFILES="$ALL_PROFILES"

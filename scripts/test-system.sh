@@ -78,7 +78,15 @@ die() {
 }
 check() { python3 "$root/scripts/systemcheck.py" "$@" || die "check '$1' failed (see above)"; }
 
-# The same values compose sees: .env when present, else the defaults.
+# The same values compose sees: .env when present, else the defaults; in the cluster, the
+# profile's settings first (scripts/compose.sh reads them in the same order).
+if [ "$cluster" = 1 ]; then
+    while IFS= read -r line; do
+        [[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || continue
+        key="${line%%=*}"
+        [ -n "${!key+set}" ] || export "$line"
+    done <docker/cluster.env
+fi
 if [ -f .env ]; then
     while IFS= read -r line; do
         [[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || continue
