@@ -17,8 +17,7 @@
 #
 # The `cluster` profile (by --profile cluster or COMPOSE_PROFILES) also needs the settings in
 # docker/cluster.env: they are read here (the shell's own values win, then these, then .env's), and in
-# local mode the ClickHouse image is made from Debian's package. `down` acts on the
-# containers of every profile unless COMPOSE_PROFILES is set.
+# local mode the ClickHouse image is made from Debian's package.
 set -euo pipefail
 
 # The binaries that go into images, one image each.
@@ -28,7 +27,6 @@ readonly LOCAL_RUNTIME_IMAGE=sidecar-obs/base-runtime:bookworm
 readonly LOCAL_PROMETHEUS_IMAGE=sidecar-obs/prometheus:bookworm
 readonly LOCAL_CLICKHOUSE_IMAGE=sidecar-obs/clickhouse:bookworm
 readonly CLUSTER_ENV=docker/cluster.env
-readonly ALL_PROFILES=prometheus,cluster
 readonly DEFAULT_WAIT_SECONDS=120
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -157,10 +155,6 @@ cluster=0
 [[ ",$profiles,${COMPOSE_PROFILES:-}," == *",cluster,"* ]] && cluster=1
 if [ "$cluster" = 1 ]; then load_env "$CLUSTER_ENV"; fi
 if [ -f .env ]; then load_env .env; fi
-if [ "$subcommand" = down ] && [ -z "${COMPOSE_PROFILES:-}" ] && [ -z "$profiles" ]; then
-    # Without its profiles, compose would leave those containers (and their network) behind.
-    export COMPOSE_PROFILES="$ALL_PROFILES"
-fi
 
 tool="$(compose_tool)"
 source="$(image_source)"
