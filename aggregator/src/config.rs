@@ -33,6 +33,12 @@ pub const QUERY_MAX_TERMS: &str = "QUERY_MAX_TERMS";
 pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
 pub const STORE: &str = "STORE";
 pub const FLUSH_RECORDS: &str = "FLUSH_RECORDS";
+pub const CLICKHOUSE_URL: &str = "CLICKHOUSE_URL";
+pub const CLICKHOUSE_DATABASE: &str = "CLICKHOUSE_DATABASE";
+pub const CLICKHOUSE_TABLE: &str = "CLICKHOUSE_TABLE";
+pub const CLICKHOUSE_USER: &str = "CLICKHOUSE_USER";
+pub const CLICKHOUSE_PASSWORD: &str = "CLICKHOUSE_PASSWORD";
+pub const CLICKHOUSE_TIMEOUT: &str = "CLICKHOUSE_TIMEOUT";
 
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_DATA_DIR: &str = "/data";
@@ -66,11 +72,26 @@ pub const DEFAULT_INGEST_SLOTS: usize = 16;
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_QUERY_MAX_TERMS: usize = 16;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_CLICKHOUSE_DATABASE: &str = "default";
+pub const DEFAULT_CLICKHOUSE_TABLE: &str = "logs";
+pub const DEFAULT_CLICKHOUSE_USER: &str = "default";
+/// An insert of a full batch takes milliseconds on a healthy server; 10 s is a server
+/// that is stuck, and the sidecar is better told (503) and retries.
+pub const DEFAULT_CLICKHOUSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The settings help text, shown by `--help`.
 pub const SETTINGS_HELP: &str = "    LISTEN_ADDR            address to serve on (0.0.0.0:8080)
     STORE                  embedded: the log store (segments and a log, in DATA_DIR);
-                           sqlite: the SQLite store of earlier versions (embedded)
+                           sqlite: the SQLite store of earlier versions (embedded);
+                           clickhouse: a ClickHouse server (CLICKHOUSE_URL), shared by
+                           any number of aggregators
+    CLICKHOUSE_URL         STORE=clickhouse: the server's HTTP interface, such as
+                           http://clickhouse:8123 (required then)
+    CLICKHOUSE_DATABASE    database of the table, created if missing (default)
+    CLICKHOUSE_TABLE       table of the records, created if missing (logs)
+    CLICKHOUSE_USER        user for ClickHouse (default)
+    CLICKHOUSE_PASSWORD    that user's password (empty)
+    CLICKHOUSE_TIMEOUT     time an insert or a health check may take; then 503 (10s)
     DATA_DIR               directory of the store, created if missing (/data)
     FLUSH_RECORDS          embedded store: records kept in memory (and in the log)
                            before they are written to a segment (65536)
@@ -131,6 +152,9 @@ pub enum StoreKind {
     /// The SQLite store of earlier versions, kept for comparison until it is retired;
     /// the embedded store imports its `logs.db` on first start.
     Sqlite,
+    /// A ClickHouse server, shared by any number of aggregators (see
+    /// [`crate::clickhouse`]).
+    ClickHouse,
 }
 
 impl std::str::FromStr for StoreKind {
@@ -140,9 +164,22 @@ impl std::str::FromStr for StoreKind {
         match s.to_ascii_lowercase().as_str() {
             "embedded" => Ok(StoreKind::Embedded),
             "sqlite" => Ok(StoreKind::Sqlite),
-            _ => Err("expected embedded or sqlite".to_owned()),
+            "clickhouse" => Ok(StoreKind::ClickHouse),
+            _ => Err("expected embedded, sqlite or clickhouse".to_owned()),
         }
     }
+}
+
+/// Where the ClickHouse store is (`STORE=clickhouse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickHouseConfig {
+    /// The HTTP interface, without a trailing `/`.
+    pub url: String,
+    pub database: String,
+    pub table: String,
+    pub user: String,
+    pub password: String,
+    pub timeout: Duration,
 }
 
 /// When old records are deleted.
@@ -159,6 +196,8 @@ pub struct Retention {
 pub struct AggregatorConfig {
     pub listen: SocketAddr,
     pub store: StoreKind,
+    /// Set when `store` is [`StoreKind::ClickHouse`].
+    pub clickhouse: Option<ClickHouseConfig>,
     pub flush_records: usize,
     pub data_dir: PathBuf,
     pub token: Option<String>,
@@ -240,9 +279,12 @@ impl AggregatorConfig {
             );
         }
         let limits = read_limits(&mut r, max_body);
+        let store = r.parse(STORE, StoreKind::Embedded);
+        let clickhouse = (store == StoreKind::ClickHouse).then(|| read_clickhouse(&mut r));
         let config = AggregatorConfig {
             listen,
-            store: r.parse(STORE, StoreKind::Embedded),
+            store,
+            clickhouse,
             flush_records: r.bounded(
                 FLUSH_RECORDS,
                 crate::embedded::engine::FLUSH_ROWS,
@@ -266,6 +308,62 @@ impl AggregatorConfig {
         };
         r.finish()?;
         Ok(config)
+    }
+}
+
+/// The ClickHouse settings; names become SQL identifiers, so they are checked here.
+fn read_clickhouse(r: &mut Reader<'_>) -> ClickHouseConfig {
+    let url = match r.optional_string(CLICKHOUSE_URL) {
+        None => {
+            r.fail(CLICKHOUSE_URL, "", "required with STORE=clickhouse");
+            String::new()
+        }
+        // Plain HTTP only: the aggregator is built without TLS.
+        Some(_) => r
+            .url(CLICKHOUSE_URL, "http://127.0.0.1:8123")
+            .trim_end_matches('/')
+            .to_owned(),
+    };
+    if url.starts_with("https:") {
+        r.fail(
+            CLICKHOUSE_URL,
+            &url,
+            "https is not supported; use http:// (on a private network or through a TLS proxy)",
+        );
+    }
+    let mut name = |key: &str, default: &str| {
+        let v = r.string(key, default);
+        let ok = v.len() <= 128
+            && v.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            r.fail(
+                key,
+                &v,
+                "expected a name of letters, digits and _ (not starting with a digit)",
+            );
+        }
+        v
+    };
+    let database = name(CLICKHOUSE_DATABASE, DEFAULT_CLICKHOUSE_DATABASE);
+    let table = name(CLICKHOUSE_TABLE, DEFAULT_CLICKHOUSE_TABLE);
+    let user = r.string(CLICKHOUSE_USER, DEFAULT_CLICKHOUSE_USER);
+    let password = r.optional_string(CLICKHOUSE_PASSWORD).unwrap_or_default();
+    let timeout = r.duration(CLICKHOUSE_TIMEOUT, DEFAULT_CLICKHOUSE_TIMEOUT);
+    if timeout < Duration::from_millis(100) {
+        r.fail(
+            CLICKHOUSE_TIMEOUT,
+            &format!("{timeout:?}"),
+            "must be at least 100ms",
+        );
+    }
+    ClickHouseConfig {
+        url,
+        database,
+        table,
+        user,
+        password,
+        timeout,
     }
 }
 
@@ -373,6 +471,52 @@ mod tests {
         let env: HashMap<&str, &str> = [("INGEST_MAX_REQUESTS", "4")].into();
         let c = AggregatorConfig::from_env(&env).unwrap();
         assert_eq!(c.limits.ingest_max_requests_per_client, 4);
+    }
+
+    #[test]
+    fn clickhouse_settings_are_read_and_named() {
+        let env: HashMap<&str, &str> = [("STORE", "clickhouse")].into();
+        let errors = AggregatorConfig::from_env(&env).unwrap_err();
+        assert_eq!(errors.0[0].var, "CLICKHOUSE_URL");
+        let env: HashMap<&str, &str> = [
+            ("STORE", "ClickHouse"),
+            ("CLICKHOUSE_URL", "http://ch:8123/"),
+            ("CLICKHOUSE_PASSWORD", "s3cret"),
+        ]
+        .into();
+        let c = AggregatorConfig::from_env(&env).unwrap();
+        let ch = c.clickhouse.unwrap();
+        assert_eq!(ch.url, "http://ch:8123");
+        assert_eq!(
+            (ch.database.as_str(), ch.table.as_str()),
+            ("default", "logs")
+        );
+        assert_eq!(
+            (ch.user.as_str(), ch.password.as_str()),
+            ("default", "s3cret")
+        );
+        assert_eq!(ch.timeout, Duration::from_secs(10));
+        let env: HashMap<&str, &str> = [
+            ("STORE", "clickhouse"),
+            ("CLICKHOUSE_URL", "https://ch"),
+            ("CLICKHOUSE_DATABASE", "a-b"),
+            ("CLICKHOUSE_TABLE", "1x"),
+            ("CLICKHOUSE_TIMEOUT", "1ms"),
+        ]
+        .into();
+        let errors = AggregatorConfig::from_env(&env).unwrap_err();
+        let vars: Vec<_> = errors.0.iter().map(|e| e.var.as_str()).collect();
+        assert_eq!(
+            vars,
+            [
+                "CLICKHOUSE_URL",
+                "CLICKHOUSE_DATABASE",
+                "CLICKHOUSE_TABLE",
+                "CLICKHOUSE_TIMEOUT"
+            ]
+        );
+        let env: HashMap<&str, &str> = [("CLICKHOUSE_URL", "not a url")].into();
+        assert_eq!(AggregatorConfig::from_env(&env).unwrap().clickhouse, None);
     }
 
     #[test]

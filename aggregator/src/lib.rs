@@ -20,6 +20,8 @@
 //!   buffer and compressed Parquet segments.
 //! - [`sqlite`]: the SQLite backend of earlier versions (`STORE=sqlite`), also the
 //!   source the embedded store imports from.
+//! - [`clickhouse`]: the ClickHouse backend (`STORE=clickhouse`): the records in a
+//!   ClickHouse server shared by any number of aggregators, exactly once across them.
 //! - [`metrics`]: the aggregator's Prometheus metrics.
 //! - [`loki`]: Loki's HTTP API (push, LogQL queries, labels, series) over the same store.
 //! - [`page`]: the small web page served at `/` to browsers.
@@ -29,6 +31,7 @@ pub mod admission;
 pub mod auth;
 pub mod batch;
 pub mod body;
+pub mod clickhouse;
 pub mod config;
 pub mod console;
 pub mod embedded;

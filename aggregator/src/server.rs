@@ -15,6 +15,7 @@ use shared::config::ProcessEnv;
 use shared::http::{self, HttpMetrics};
 use shared::startup::{self, Failure, Program};
 
+use crate::clickhouse::ClickHouse;
 use crate::config::{AggregatorConfig, StoreKind, SETTINGS_HELP};
 use crate::embedded::Embedded;
 use crate::metrics::Metrics;
@@ -57,6 +58,7 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
     let store = match config.store {
         StoreKind::Embedded => Store::new(Embedded::start(&config, &metrics)?),
         StoreKind::Sqlite => Store::new(Sqlite::start(&config, &metrics)?),
+        StoreKind::ClickHouse => Store::new(ClickHouse::start(&config, &metrics)?),
     };
     let state = web::Data::new(State::new(store.clone(), metrics, &config));
     let tails = state.hub.clone();

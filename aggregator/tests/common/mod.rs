@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod clickhouse;
+pub mod contract;
 pub mod loki;
 
 use std::path::Path;
