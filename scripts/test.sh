@@ -58,6 +58,11 @@ if [[ ${#debian_packages[@]} -gt 0 ]]; then
     fi
 fi
 export REQUIRE_TEST_TOOLS=$require
+# The ClickHouse store's tests look for clickhouse-server on the PATH; Debian puts it in
+# /usr/sbin, which a normal user's PATH lacks.
+if ! command -v clickhouse-server >/dev/null 2>&1 && [[ -x /usr/sbin/clickhouse-server ]]; then
+    export PATH="$PATH:/usr/sbin"
+fi
 
 # The aggregator's segments are Parquet; a test reads them with pyarrow (from PyPI), in
 # a venv of its own under target/.
