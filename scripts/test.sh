@@ -9,7 +9,7 @@
 # bounded fuzz run of every parser (scripts/fuzz.sh --ci, about 2 minutes after the
 # first build of fuzz/), then the Docker system test whenever a Docker engine answers: the
 # default stack, then the `cluster` profile (two aggregators over ClickHouse), which reuses
-# the release binaries and images of the first (about 2 more minutes; 3 when the ClickHouse
+# the release binaries and images of the first (about 8 more minutes; 10 when the ClickHouse
 # image is made from Debian's packages for the first time).
 #
 #   SKIP_SYSTEM_TEST=1    run everything but the Docker system test
