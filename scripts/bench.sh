@@ -7,7 +7,7 @@
 #   scripts/bench.sh --compare base.json new.json
 #   scripts/bench.sh --clickhouse [--quick]  # the ClickHouse store: ingest through one and
 #                                  # two aggregators into a local clickhouse-server, beside
-#                                  # the embedded store (docs/scale-out.md; about 3 minutes)
+#                                  # the embedded store (docs/scale-out.md; about 3 minutes, 200,000 records)
 #
 # It builds what it needs in release mode (saying so), runs every process on loopback
 # ports that are free at the time, and stops all of them on exit, Ctrl-C included.
