@@ -350,11 +350,11 @@ fn read_clickhouse(r: &mut Reader<'_>) -> ClickHouseConfig {
     let user = r.string(CLICKHOUSE_USER, DEFAULT_CLICKHOUSE_USER);
     let password = r.optional_string(CLICKHOUSE_PASSWORD).unwrap_or_default();
     let timeout = r.duration(CLICKHOUSE_TIMEOUT, DEFAULT_CLICKHOUSE_TIMEOUT);
-    if timeout < Duration::from_millis(100) {
+    if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&timeout) {
         r.fail(
             CLICKHOUSE_TIMEOUT,
             &format!("{timeout:?}"),
-            "must be at least 100ms",
+            "must be between 100ms and 1h",
         );
     }
     ClickHouseConfig {

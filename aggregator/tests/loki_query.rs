@@ -31,6 +31,12 @@ fn secs(offset_s: i64) -> Value {
 async fn loaded() -> (tempfile::TempDir, Aggregator) {
     let dir = tempfile::tempdir().unwrap();
     let agg = Aggregator::start(dir.path(), &[]).await;
+    load(&agg).await;
+    (dir, agg)
+}
+
+/// Stores the records every query of this file is checked against.
+async fn load(agg: &Aggregator) {
     let body = json_push(&[
         (
             json!({"app": "shop", "env": "prod"}),
@@ -108,7 +114,6 @@ async fn loaded() -> (tempfile::TempDir, Aggregator) {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    (dir, agg)
 }
 
 async fn range(agg: &Aggregator, q: &str, extra: &[(&str, &str)]) -> Value {
@@ -156,6 +161,27 @@ type LogCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, Value);
 #[actix_rt::test]
 async fn logql_table() {
     let (_dir, agg) = loaded().await;
+    logql_table_on(&agg).await;
+}
+
+/// The same table of queries on the ClickHouse store (`STORE=clickhouse`), whose scans
+/// read ClickHouse.
+#[actix_rt::test]
+async fn logql_table_on_clickhouse() {
+    if !common::clickhouse::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ch = common::clickhouse::ClickHouse::start(&dir.path().join("clickhouse")).await;
+    let mut env = ch.env("loki");
+    // The records are from 2023: kept whatever their age.
+    env.push(("RETENTION_MAX_AGE", "0".to_owned()));
+    let agg = Aggregator::start(dir.path(), &common::clickhouse::pairs(&env)).await;
+    load(&agg).await;
+    logql_table_on(&agg).await;
+}
+
+async fn logql_table_on(agg: &Aggregator) {
     let prod = key(json!({"app": "shop", "env": "prod"}));
     let dev = key(json!({"app": "shop", "env": "dev"}));
     let line = |o: i64, l: &str| json!([ts(o), l]);
@@ -227,12 +253,12 @@ async fn logql_table() {
         (r#"{app="shop"} |= "nothing matches""#, vec![], json!({})),
     ];
     for (q, extra, want) in log_cases {
-        assert_eq!(streams(&range(&agg, q, &extra).await), want, "{q}");
+        assert_eq!(streams(&range(agg, q, &extra).await), want, "{q}");
     }
 
     // Our own records: streams of service, level, environment and forwarding sidecar;
     // the line is the stored record.
-    let data = range(&agg, r#"{service="user-service", level="ERROR"}"#, &[]).await;
+    let data = range(agg, r#"{service="user-service", level="ERROR"}"#, &[]).await;
     let result = data["result"].as_array().unwrap();
     assert_eq!(result.len(), 1, "{data}");
     assert_eq!(
@@ -243,7 +269,7 @@ async fn logql_table() {
     let record: Value = serde_json::from_str(result[0]["values"][0][1].as_str().unwrap()).unwrap();
     assert_eq!(record["message"], "GET /users/9 500");
     let data = range(
-        &agg,
+        agg,
         r#"{service="user-service"} | json | status_code = "" | message =~ "GET /users/1.*""#,
         &[],
     )

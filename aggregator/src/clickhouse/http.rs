@@ -136,10 +136,25 @@ impl Server {
 
     /// Sends one statement and returns the answer's body once the server has finished
     /// it (`wait_end_of_query`: an error part-way is a status, not a cut answer).
+    ///
+    /// A pooled connection the server closed (it restarted) fails the first write on
+    /// it; such a failure, unlike a refused connection, is tried once more on a new one.
+    /// Retrying is safe for every statement: an insert that did reach the server is
+    /// found by the look-up or hidden by the reads (see [`super`]).
     pub async fn send(&self, call: Call<'_>) -> Result<Bytes, ChError> {
+        match self.send_once(&call).await {
+            Err(Attempt::Stale(_)) => match self.send_once(&call).await {
+                Err(Attempt::Stale(e)) => Err(e),
+                other => other.map_err(Attempt::into_error),
+            },
+            other => other.map_err(Attempt::into_error),
+        }
+    }
+
+    async fn send_once(&self, call: &Call<'_>) -> Result<Bytes, Attempt> {
         let left = call.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(ChError::Timeout(left));
+            return Err(Attempt::Failed(ChError::Timeout(left)));
         }
         // Every statement names its table with its database, so none is set here (and
         // `CREATE DATABASE` works before the database exists).
@@ -155,28 +170,33 @@ impl Server {
             .basic_auth(&self.user, &self.password)
             .timeout(left)
             .query(&params)
-            .map_err(|e| ChError::Answer(format!("cannot encode the statement: {e}")))?;
-        let mut answer = match request.send_body(call.body).await {
+            .map_err(|e| {
+                Attempt::Failed(ChError::Answer(format!("cannot encode the statement: {e}")))
+            })?;
+        let unreachable = |reason: String| ChError::Unreachable {
+            url: self.url.clone(),
+            reason,
+        };
+        let mut answer = match request.send_body(call.body.clone()).await {
             Ok(a) => a,
-            Err(awc::error::SendRequestError::Timeout) => return Err(ChError::Timeout(left)),
-            Err(e) => {
-                return Err(ChError::Unreachable {
-                    url: self.url.clone(),
-                    reason: e.to_string(),
-                })
+            Err(awc::error::SendRequestError::Timeout) => {
+                return Err(Attempt::Failed(ChError::Timeout(left)))
             }
+            Err(e @ awc::error::SendRequestError::Connect(_)) => {
+                return Err(Attempt::Failed(unreachable(e.to_string())))
+            }
+            Err(e) => return Err(Attempt::Stale(unreachable(e.to_string()))),
         };
         let status = answer.status();
         let body = match answer.body().limit(MAX_ANSWER_BYTES).await {
             Ok(b) => b,
             Err(awc::error::PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Err(ChError::Timeout(left))
+                return Err(Attempt::Failed(ChError::Timeout(left)))
             }
             Err(e) => {
-                return Err(ChError::Unreachable {
-                    url: self.url.clone(),
-                    reason: format!("the answer was cut: {e}"),
-                })
+                return Err(Attempt::Failed(unreachable(format!(
+                    "the answer was cut: {e}"
+                ))))
             }
         };
         if status.is_success() {
@@ -185,19 +205,30 @@ impl Server {
         let text = String::from_utf8_lossy(&body).trim().to_owned();
         let code = error_code(&text).unwrap_or(0);
         if code == TIMEOUT_EXCEEDED {
-            return Err(ChError::Timeout(left));
+            return Err(Attempt::Failed(ChError::Timeout(left)));
         }
         if status.is_server_error() && code == 0 {
             // Not ClickHouse's own error: a proxy in front of a server that is down.
-            return Err(ChError::Unreachable {
-                url: self.url.clone(),
-                reason: format!("{status}: {text}"),
-            });
+            return Err(Attempt::Failed(unreachable(format!("{status}: {text}"))));
         }
-        Err(ChError::Refused {
+        Err(Attempt::Failed(ChError::Refused {
             code,
             message: text,
-        })
+        }))
+    }
+}
+
+/// How one attempt failed: for good, or on a connection that may have been stale.
+enum Attempt {
+    Failed(ChError),
+    Stale(ChError),
+}
+
+impl Attempt {
+    fn into_error(self) -> ChError {
+        match self {
+            Attempt::Failed(e) | Attempt::Stale(e) => e,
+        }
     }
 }
 

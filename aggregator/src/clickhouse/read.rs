@@ -1,17 +1,19 @@
 //! The reads of the ClickHouse store — `GET /logs` pages and totals, `/logs/count`,
-//! Loki's scans — and `POST /logs/clear`. Every read uses `FINAL`, so a record stored
-//! twice in a race (see [`super`]) is shown and counted once.
+//! Loki's scans — and `POST /logs/clear`. Counts use `FINAL` and pages leave out second
+//! copies ([`super::page`]), so a record stored twice in a race (see [`super`]) is
+//! shown and counted once.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::http::ChError;
+use super::page::{self, Want};
 use super::rows::Reader;
-use super::sql::{log_conditions, order_by, scan_conditions, where_clause};
+use super::sql::{log_conditions, scan_conditions, where_clause};
 use super::write::refused;
 use super::Shared;
 use crate::query::LogQuery;
-use crate::store::{Counts, Page, ScanPage, ScanQuery, ScanRow, StoreError, UNKNOWN};
+use crate::store::{Counts, Page, ScanPage, ScanQuery, StoreError, UNKNOWN};
 
 /// A page stops early (with a cursor) once its records exceed this many bytes of JSON.
 pub const MAX_PAGE_BYTES: usize = 16 << 20;
@@ -48,9 +50,10 @@ pub async fn query(
     shared.ready().await?;
     let started = Instant::now();
     let table = &shared.table;
+    let conds = log_conditions(&q);
     let total_sql = format!(
         "SELECT count() FROM {table} FINAL{} FORMAT RowBinary",
-        where_clause(&log_conditions(&q, false))
+        where_clause(&conds)
     );
     let total = select(&shared, total_sql, deadline, |r| r.u64()).await?;
     if total == 0 {
@@ -61,39 +64,24 @@ pub async fn query(
             last: None,
         });
     }
-    let page_sql = format!(
-        "SELECT id, ts, body FROM {table} FINAL{} {} LIMIT {} FORMAT RowBinary",
-        where_clause(&log_conditions(&q, true)),
-        order_by(q.order),
-        q.limit + 1
-    );
-    let limit = q.limit;
-    let page = select(&shared, page_sql, deadline, |r| {
-        let mut logs = Vec::with_capacity(limit.min(1024));
-        let mut last = None;
-        let mut more = false;
-        let mut bytes = 0;
-        while !r.is_empty() {
-            if logs.len() == limit || bytes > MAX_PAGE_BYTES {
-                more = true;
-                break;
-            }
-            let id = r.i64()?;
-            let ts = r.i64()?;
-            let body = r.string()?;
-            bytes += body.len();
-            logs.push(body);
-            last = Some((ts, id));
-        }
-        Ok(Page {
-            total,
-            logs,
-            last: if more { last } else { None },
-        })
-    })
-    .await?;
+    let want = Want {
+        conds,
+        order: q.order,
+        after: q.cursor.map(|c| (c.ts_us, c.id)),
+        limit: q.limit,
+        max_bytes: MAX_PAGE_BYTES,
+    };
+    let (rows, more) = page::rows(&shared, want, deadline).await?;
     observe(&shared, "logs", started);
-    Ok(page)
+    Ok(Page {
+        total,
+        last: if more {
+            rows.last().map(|r| (r.ts_us, r.id))
+        } else {
+            None
+        },
+        logs: rows.into_iter().map(|r| r.body).collect(),
+    })
 }
 
 /// Records stored, by service and by level.
@@ -129,33 +117,16 @@ pub async fn scan(
 ) -> Result<ScanPage, StoreError> {
     shared.ready().await?;
     let started = Instant::now();
-    let sql = format!(
-        "SELECT id, ts, body FROM {} FINAL{} {} LIMIT {} FORMAT RowBinary",
-        shared.table,
-        where_clause(&scan_conditions(&q)),
-        order_by(q.order),
-        q.limit + 1
-    );
-    let limit = q.limit;
-    let page = select(&shared, sql, deadline, |r| {
-        let mut page = ScanPage::default();
-        let mut bytes = 0;
-        while !r.is_empty() {
-            if page.rows.len() == limit || bytes > SCAN_PAGE_BYTES {
-                page.more = true;
-                break;
-            }
-            let id = r.i64()?;
-            let ts_us = r.i64()?;
-            let body = r.string()?;
-            bytes += body.len();
-            page.rows.push(ScanRow { id, ts_us, body });
-        }
-        Ok(page)
-    })
-    .await?;
+    let want = Want {
+        conds: scan_conditions(&q),
+        order: q.order,
+        after: q.after,
+        limit: q.limit,
+        max_bytes: SCAN_PAGE_BYTES,
+    };
+    let (rows, more) = page::rows(&shared, want, deadline).await?;
     observe(&shared, "loki_scan", started);
-    Ok(page)
+    Ok(ScanPage { rows, more })
 }
 
 /// Deletes every record (of every aggregator: the table is shared); answers how many

@@ -29,9 +29,10 @@ pub fn quote(v: &str) -> String {
 }
 
 /// The record time column is clamped into what a `Date` holds (1970 to 2096) for the
-/// partition only; the column itself keeps any time.
-pub const PARTITION_BY: &str =
-    "toDate(intDiv(greatest(least(ts, 4000000000000000), 0), 86400000000))";
+/// partition only; the column itself keeps any time. The constants are typed, so that
+/// no version has to find a common type of `Int64` and `UInt64`; the day number stays
+/// below 65536, which every version's `toDate` reads as days.
+pub const PARTITION_BY: &str = "toDate(intDiv(greatest(least(ts, toInt64(4000000000000000)), toInt64(0)), toInt64(86400000000)))";
 
 /// What the server can do, found at start from its version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -127,7 +128,7 @@ pub fn phrase_regex(phrase: &Phrase) -> Option<String> {
 }
 
 /// `(ts, id)` after `(ts_us, id)` in `order`.
-fn after(order: Order, ts_us: i64, id: i64) -> String {
+pub fn after(order: Order, ts_us: i64, id: i64) -> String {
     let cmp = match order {
         Order::Asc => '>',
         Order::Desc => '<',
@@ -143,8 +144,8 @@ pub fn order_by(order: Order) -> &'static str {
     }
 }
 
-/// The conditions of a `GET /logs` query; with `cursor`, also the page's start.
-pub fn log_conditions(q: &LogQuery, cursor: bool) -> Vec<String> {
+/// The conditions of a `GET /logs` query, without its cursor.
+pub fn log_conditions(q: &LogQuery) -> Vec<String> {
     let mut conds = Vec::new();
     if let Some(s) = &q.service {
         conds.push(format!("service = {}", quote(s)));
@@ -168,15 +169,10 @@ pub fn log_conditions(q: &LogQuery, cursor: bool) -> Vec<String> {
             None => conds.push("0".to_owned()),
         }
     }
-    if cursor {
-        if let Some(c) = q.cursor {
-            conds.push(after(q.order, c.ts_us, c.id));
-        }
-    }
     conds
 }
 
-/// The conditions of a scan.
+/// The conditions of a scan, without its position.
 pub fn scan_conditions(q: &ScanQuery) -> Vec<String> {
     let mut conds = vec![
         format!("ts >= {}", q.since_us),
@@ -187,9 +183,6 @@ pub fn scan_conditions(q: &ScanQuery) -> Vec<String> {
     }
     if let Some(l) = &q.level {
         conds.push(format!("level = {}", quote(l)));
-    }
-    if let Some((ts, id)) = q.after {
-        conds.push(after(q.order, ts, id));
     }
     conds
 }

@@ -47,7 +47,13 @@ pub async fn create_table(shared: &Shared) -> Result<Capabilities, ChError> {
 pub async fn run(shared: Arc<Shared>) {
     let tick = CHECK_INTERVAL.min(shared.retention.interval);
     let mut next_check = Instant::now();
-    let mut next_retention = Instant::now() + shared.retention.interval;
+    // Any interval is accepted; one too long to add to a clock means "not this year".
+    let after = |d: Duration| {
+        let now = Instant::now();
+        now.checked_add(d)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
+    };
+    let mut next_retention = after(shared.retention.interval);
     let mut was_up = true;
     loop {
         let now = Instant::now();
@@ -65,7 +71,7 @@ pub async fn run(shared: Arc<Shared>) {
             }
         }
         if now >= next_retention {
-            next_retention = now + shared.retention.interval;
+            next_retention = after(shared.retention.interval);
             if let Err(e) = retention(&shared).await {
                 log::warn!(error = e.to_string().as_str(); "Retention failed; it will run again.");
             }
@@ -136,7 +142,8 @@ async fn retention(shared: &Shared) -> Result<(), ChError> {
     }
     let mut pruned = 0;
     if let Some(age) = max_age {
-        let cutoff = chrono::Utc::now().timestamp_micros() - age.as_micros() as i64;
+        let age_us = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+        let cutoff = chrono::Utc::now().timestamp_micros().saturating_sub(age_us);
         let old = number(
             shared,
             format!("SELECT count() FROM {t} FINAL WHERE ts < {cutoff} FORMAT RowBinary"),

@@ -112,7 +112,7 @@ pub async fn ingest(shared: Arc<Shared>, records: Vec<Record>) -> Result<Inserte
         let id = shared.ids.id(first_us, i);
         w.i64(r.ts_us);
         w.i64(id);
-        w.u64((i64::MAX - id) as u64);
+        w.u64(i64::MAX.saturating_sub(id) as u64);
         w.string(&dedup_key(r.event_id.as_deref(), id));
         w.nullable(r.event_id.as_deref());
         w.nullable(r.service.as_deref());
