@@ -14,6 +14,10 @@
 #   registry  plain `docker compose build`: the binaries are compiled inside
 #             rust:<version>-bookworm and run on distroless/cc, pulled from their registries.
 #   auto      (default) local when the host has cargo, apt-get and dpkg-deb, else registry.
+#
+# The `cluster` profile (by --profile cluster or COMPOSE_PROFILES) also needs the settings in
+# docker/cluster.env: they are read here (the shell's own values win, then these, then .env's), and in
+# local mode the ClickHouse image is made from Debian's package.
 set -euo pipefail
 
 # The binaries that go into images, one image each.
@@ -21,6 +25,8 @@ readonly COMPONENTS=(user-service product-service order-service log-aggregator l
 readonly LOCAL_BUILD_IMAGE=sidecar-obs/base-build:bookworm
 readonly LOCAL_RUNTIME_IMAGE=sidecar-obs/base-runtime:bookworm
 readonly LOCAL_PROMETHEUS_IMAGE=sidecar-obs/prometheus:bookworm
+readonly LOCAL_CLICKHOUSE_IMAGE=sidecar-obs/clickhouse:bookworm
+readonly CLUSTER_ENV=docker/cluster.env
 readonly DEFAULT_WAIT_SECONDS=120
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -86,7 +92,8 @@ stage_binaries() {
 # Polls the health of every container of the project until all are healthy.
 wait_healthy() {
     local timeout="${1:-$DEFAULT_WAIT_SECONDS}" start=$SECONDS ids status bad
-    ids="$($tool ps -q)"
+    # shellcheck disable=SC2086 # the tool is one or two words
+    ids="$($tool "${before[@]}" ps -q)"
     [ -n "$ids" ] || die "no container of this project is running"
     while :; do
         bad=""
@@ -108,42 +115,68 @@ wait_healthy() {
     done
 }
 
-# The same settings compose reads: .env when present (the shell's own values win).
-if [ -f .env ]; then
+
+# The compose subcommand (the first argument that is neither an option nor its value), the
+# arguments after it, and the profiles named on the command line.
+subcommand=""
+before=()
+after=()
+profiles=""
+skip=""
+for arg in "$@"; do
+    if [ -n "$subcommand" ]; then after+=("$arg"); continue; fi
+    [ "$arg" = wait ] || before+=("$arg")
+    if [ -n "$skip" ]; then
+        [ "$skip" = profile ] && profiles+=",$arg"
+        skip=""
+        continue
+    fi
+    case "$arg" in
+        --profile) skip=profile ;;
+        -f | --file | -p | --project-name | --env-file | --project-directory) skip=value ;;
+        -*) ;;
+        *) subcommand="$arg" ;;
+    esac
+done
+
+# Exports KEY=VALUE lines of a file whose keys are not set yet.
+load_env() {
+    local line key
     while IFS= read -r line; do
         [[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || continue
         key="${line%%=*}"
         [ -n "${!key+set}" ] || export "$line"
-    done <.env
-fi
+    done <"$1"
+}
+
+# The same settings compose reads: .env when present (the shell's own values win), and
+# before it the cluster profile's, which then win over .env's.
+cluster=0
+[[ ",$profiles,${COMPOSE_PROFILES:-}," == *",cluster,"* ]] && cluster=1
+if [ "$cluster" = 1 ]; then load_env "$CLUSTER_ENV"; fi
+if [ -f .env ]; then load_env .env; fi
 
 tool="$(compose_tool)"
 source="$(image_source)"
 if [ "$source" = local ]; then
     export BUILD_IMAGE="$LOCAL_BUILD_IMAGE" RUNTIME_IMAGE="$LOCAL_RUNTIME_IMAGE" PREBUILT=1
     export PROMETHEUS_IMAGE="${PROMETHEUS_IMAGE:-$LOCAL_PROMETHEUS_IMAGE}"
+    export CLICKHOUSE_IMAGE="${CLICKHOUSE_IMAGE:-$LOCAL_CLICKHOUSE_IMAGE}"
 fi
 
-# The compose subcommand: the first argument that is neither an option nor its value.
-subcommand=""
-skip=0
-for arg in "$@"; do
-    if [ "$skip" = 1 ]; then skip=0; continue; fi
-    case "$arg" in
-        -f | --file | -p | --project-name | --profile | --env-file | --project-directory) skip=1 ;;
-        -*) ;;
-        *) subcommand="$arg"; break ;;
-    esac
-done
 
 case "$subcommand" in
     wait)
-        wait_healthy "${2:-}"
+        wait_healthy "${after[0]:-}"
         exit 0
         ;;
     build | up | create | run)
         if [ "$source" = local ]; then
-            "$root/scripts/docker-base-images.sh"
+            if [ "$cluster" = 1 ]; then
+                "$root/scripts/docker-base-images.sh" --clickhouse
+            else
+                "$root/scripts/docker-base-images.sh"
+            fi
             stage_binaries
         fi
         ;;

@@ -12,16 +12,25 @@
 #                                       only copies the host's release binaries.
 #   sidecar-obs/prometheus:bookworm     Debian's Prometheus on the runtime base, for the
 #                                       optional `prometheus` compose profile.
+#   sidecar-obs/clickhouse:bookworm     Debian's ClickHouse server (18.16) and client on the
+#                                       runtime base, for the `cluster` compose profile; made
+#                                       only with --clickhouse (scripts/compose.sh passes it
+#                                       when that profile is on). HTTP on 0.0.0.0:8123, native
+#                                       protocol on 9000, data in /var/lib/clickhouse.
 #
 # An image that already exists is kept (pass --force to remake them all). The packages are
 # cached in target/docker-base/debs. Needs a Debian-based host with apt-get and dpkg-deb.
 #
-# Usage: scripts/docker-base-images.sh [--force] [--no-prometheus]
+# Usage: scripts/docker-base-images.sh [--force] [--no-prometheus] [--clickhouse]
 set -euo pipefail
 
 readonly RUNTIME_IMAGE=sidecar-obs/base-runtime:bookworm
 readonly BUILD_IMAGE=sidecar-obs/base-build:bookworm
 readonly PROMETHEUS_IMAGE=sidecar-obs/prometheus:bookworm
+readonly CLICKHOUSE_IMAGE=sidecar-obs/clickhouse:bookworm
+# The uid and gid of the `clickhouse` user, as in the upstream clickhouse/clickhouse-server
+# image, so that a data volume can move between the two images.
+readonly CLICKHOUSE_UID=101
 readonly NONROOT_UID=65532
 readonly NOBODY_UID=65534
 
@@ -29,11 +38,13 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$root/target/docker-base"
 force=0
 prometheus=1
+clickhouse=0
 for arg in "$@"; do
     case "$arg" in
         --force) force=1 ;;
         --no-prometheus) prometheus=0 ;;
-        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+        --clickhouse) clickhouse=1 ;;
+        -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "docker-base-images: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -51,16 +62,17 @@ need=()
 have_image "$RUNTIME_IMAGE" || need+=(runtime)
 have_image "$BUILD_IMAGE" || need+=(build)
 if [ "$prometheus" = 1 ]; then have_image "$PROMETHEUS_IMAGE" || need+=(prometheus); fi
+if [ "$clickhouse" = 1 ]; then have_image "$CLICKHOUSE_IMAGE" || need+=(clickhouse); fi
 if [ "${#need[@]}" = 0 ]; then
-    say "base images present: $RUNTIME_IMAGE, $BUILD_IMAGE$([ "$prometheus" = 1 ] && echo ", $PROMETHEUS_IMAGE")."
+    say "base images present: $RUNTIME_IMAGE, $BUILD_IMAGE$([ "$prometheus" = 1 ] && echo ", $PROMETHEUS_IMAGE")$([ "$clickhouse" = 1 ] && echo ", $CLICKHOUSE_IMAGE")."
     exit 0
 fi
 
 # Fetches the packages into the cache; refreshes the package lists once if they are stale.
 fetch() {
     mkdir -p "$work/debs"
-    local missing=()
-    for pkg in "$@"; do
+    local missing=() pkg
+    for pkg in $(printf '%s\n' "$@" | sort -u); do
         compgen -G "$work/debs/${pkg}_*.deb" >/dev/null || missing+=("$pkg")
     done
     [ "${#missing[@]}" = 0 ] && return 0
@@ -116,9 +128,36 @@ import() { # import DIR IMAGE CHANGE...
     say "made $image ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.1f MB", $1/1e6}'))."
 }
 
+# The packages a Debian package needs at run time: the closure of its Depends over shared
+# libraries (lib*, zlib1g) and the package's own family. Maintainer-script tools (adduser,
+# debconf) are left out: nothing here runs maintainer scripts.
+runtime_closure() {
+    local queue=("$@") seen=" " pkg dep
+    while [ "${#queue[@]}" -gt 0 ]; do
+        pkg="${queue[0]}"
+        queue=("${queue[@]:1}")
+        [[ "$seen" == *" $pkg "* ]] && continue
+        seen+="$pkg "
+        for dep in $(apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
+            --no-replaces --no-enhances "$pkg" | awk '$1 ~ /^\|?(Pre)?Depends:$/ && $2 !~ /^</ {print $2}'); do
+            case "$dep" in lib* | zlib1g | clickhouse-*) queue+=("$dep") ;; esac
+        done
+    done
+    echo "$seen"
+}
+
 pkgs=(libc6 libgcc-s1)
 [[ " ${need[*]} " == *" build "* ]] && pkgs+=(busybox-static)
 [[ " ${need[*]} " == *" prometheus "* ]] && pkgs+=(prometheus)
+clickhouse_pkgs=()
+if [[ " ${need[*]} " == *" clickhouse "* ]]; then
+    command -v apt-cache >/dev/null || die "apt-cache is needed to resolve clickhouse-server's libraries"
+    read -r -a clickhouse_pkgs <<<"$(runtime_closure clickhouse-server clickhouse-client)"
+    [ "${#clickhouse_pkgs[@]}" -gt 2 ] || die "apt-cache knows no clickhouse-server package (run apt-get update?)"
+    # The server resolves its time zone (UTC here) in /usr/share/zoneinfo at start.
+    clickhouse_pkgs+=(tzdata)
+    pkgs+=("${clickhouse_pkgs[@]}")
+fi
 fetch "${pkgs[@]}"
 
 base_env='ENV PATH=/usr/local/bin:/usr/bin:/bin'
@@ -150,4 +189,42 @@ if [[ " ${need[*]} " == *" prometheus "* ]]; then
     import "$work/prometheus" "$PROMETHEUS_IMAGE" "$base_env" "USER $NOBODY_UID:$NOBODY_UID" \
         'WORKDIR /prometheus' 'EXPOSE 9090' 'ENTRYPOINT ["/bin/prometheus"]' \
         'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]'
+fi
+
+if [[ " ${need[*]} " == *" clickhouse "* ]]; then
+    dir="$work/clickhouse"
+    make_runtime_rootfs "$dir"
+    unpack "$dir" "${clickhouse_pkgs[@]}"
+    # Debian's package, minus what a container does not use: init scripts, documentation,
+    # manual pages, locales.
+    rm -rf "$dir/etc/init.d" "$dir/lib/systemd" "$dir/usr/share/doc" "$dir/usr/share/man" \
+        "$dir/usr/share/locale" "$dir/usr/share/lintian"
+    echo "clickhouse:x:$CLICKHOUSE_UID:$CLICKHOUSE_UID:clickhouse:/var/lib/clickhouse:/sbin/nologin" >>"$dir/etc/passwd"
+    echo "clickhouse:x:$CLICKHOUSE_UID:" >>"$dir/etc/group"
+    # Debian's config.xml as shipped, with the container's differences in config.d (merged by
+    # the server over config.xml): every interface, logs on the console instead of files
+    # under /var/log, UTC.
+    mkdir -p "$dir/etc/clickhouse-server/config.d"
+    cat >"$dir/etc/clickhouse-server/config.d/docker.xml" <<'XML'
+<?xml version="1.0"?>
+<yandex>
+    <listen_host>0.0.0.0</listen_host>
+    <logger>
+        <level>information</level>
+        <console>1</console>
+        <log remove="remove"/>
+        <errorlog remove="remove"/>
+    </logger>
+    <timezone>UTC</timezone>
+</yandex>
+XML
+    # Server and client both read the local time zone at start.
+    ln -sf /usr/share/zoneinfo/Etc/UTC "$dir/etc/localtime"
+    # The data directory is the volume's mount point; a new named volume takes its owner.
+    # The server writes its preprocessed config beside config.xml.
+    mkdir -p "$dir/var/lib/clickhouse"
+    chown -R "$CLICKHOUSE_UID:$CLICKHOUSE_UID" "$dir/var/lib/clickhouse" "$dir/etc/clickhouse-server"
+    import "$dir" "$CLICKHOUSE_IMAGE" "$base_env" "USER $CLICKHOUSE_UID:$CLICKHOUSE_UID" \
+        'ENV TZ=UTC' 'WORKDIR /var/lib/clickhouse' 'EXPOSE 8123 9000' 'VOLUME /var/lib/clickhouse' \
+        'ENTRYPOINT ["/usr/sbin/clickhouse-server", "--config-file=/etc/clickhouse-server/config.xml"]'
 fi

@@ -12,11 +12,16 @@ a message naming what failed. Only the Python standard library is used.
     metrics [--timeout S]           the metrics sidecars serve enriched samples
     prometheus [--timeout S]        a real Prometheus scrapes the metrics sidecars cleanly
     promtool-input NAME             print one endpoint's /metrics (to feed promtool)
+    cross                           (cluster) a record sent through one aggregator is read
+                                    through the other, and its retry there is stored once
     clear                           POST /logs/clear answers as specified
 
 Settings come from the environment, with the contract's defaults: the host ports
 (LOG_AGGREGATOR_PORT, USER_SERVICE_PORT, ...), ENVIRONMENT, AGGREGATOR_TOKEN, and
 TEST_STATE_DIR (where traffic sets are recorded) and TEST_RUN_ID (prefix of request ids).
+With TEST_CLUSTER=1 (the compose profile `cluster`) there are two aggregators, the second
+on LOG_AGGREGATOR_2_PORT (8001): every aggregator check runs against both, and every
+delivered record must be found exactly once through each.
 """
 
 import concurrent.futures
@@ -71,6 +76,18 @@ def env_port(name, default):
 
 def aggregator_base():
     return f"http://{HOST}:{env_port('LOG_AGGREGATOR_PORT', 8000)}"
+
+
+def cluster():
+    return os.environ.get("TEST_CLUSTER") == "1"
+
+
+def aggregator_bases():
+    """(name, base URL) of every aggregator of the stack: one, or two in the cluster."""
+    bases = [("log-aggregator", aggregator_base())]
+    if cluster():
+        bases.append(("log-aggregator-2", f"http://{HOST}:{env_port('LOG_AGGREGATOR_2_PORT', 8001)}"))
+    return bases
 
 
 def service_base(service):
@@ -211,23 +228,22 @@ def check_orders():
     ok("order-service: unknown user -> 404, unknown product -> 404, malformed body -> 400")
 
 
-def check_aggregator():
-    base = aggregator_base()
+def check_aggregator(name, base):
     auth = auth_headers()
     health = get_json(f"{base}/health")
     expect(
         health.get("status") == "healthy"
         and health.get("service") == "log-aggregator"
         and isinstance(health.get("logs_stored"), int),
-        f"aggregator /health: {health!r}",
+        f"{name} /health: {health!r}",
     )
-    ok(f"log-aggregator: GET /health -> {health}")
+    ok(f"{name}: GET /health -> {health}")
 
     index = get_json(f"{base}/", headers={"Accept": "application/json"})
     expect(isinstance(index, dict) and index, f"GET / (JSON): {index!r}")
     status, headers, body = http("GET", f"{base}/", headers={"Accept": "text/html"})
     expect(status == 200 and "text/html" in (headers.get("Content-Type") or ""), f"GET / (browser): {status} {headers.get('Content-Type')}")
-    ok("log-aggregator: GET / -> JSON index for curl, a page for a browser")
+    ok(f"{name}: GET / -> JSON index for curl, a page for a browser")
 
     page = get_json(f"{base}/logs", headers=auth)
     expect(
@@ -241,10 +257,10 @@ def check_aggregator():
         and isinstance(count.get("by_level"), dict),
         f"GET /logs/count: {count!r}",
     )
-    ok(f"log-aggregator: GET /logs and GET /logs/count answer (total_logs {count['total_logs']})")
+    ok(f"{name}: GET /logs and GET /logs/count answer (total_logs {count['total_logs']})")
 
     # Direct ingestion, in each accepted form, under a service name of the test's own.
-    rid = f"{run_id()}-ingest"
+    rid = f"{run_id()}-ingest-{name}"
     test_service = "system-test"
 
     def record(n):
@@ -267,14 +283,14 @@ def check_aggregator():
     gz = gzip.compress(json.dumps([record(6)]).encode())
     answer = post_json(f"{base}/logs", gz, 200, {**auth, "Content-Encoding": "gzip"})
     expect(answer.get("accepted") == 1, f"POST gzip: {answer!r}")
-    ok("log-aggregator: POST /logs takes an object, an array, NDJSON and gzip")
+    ok(f"{name}: POST /logs takes an object, an array, NDJSON and gzip")
 
     answer = post_json(f"{base}/logs", record(1), 200, auth)
     expect(answer.get("duplicates") == 1, f"a repeated event_id is not reported as a duplicate: {answer!r}")
     stored = get_json(f"{base}/logs?request_id={rid}&limit=100", headers=auth)
     expect(stored.get("total") == 6, f"{rid}: expected 6 records after a repeated event_id, found {stored.get('total')}")
     expect(all("aggregator_received_at" in r for r in stored["logs"]), "a stored record lacks aggregator_received_at")
-    ok("log-aggregator: a repeated event_id is acknowledged, not stored twice; records gain aggregator_received_at")
+    ok(f"{name}: a repeated event_id is acknowledged, not stored twice; records gain aggregator_received_at")
 
     # Paging and order: six records, two at a time, oldest first.
     seen, cursor, pages = [], None, 0
@@ -292,7 +308,7 @@ def check_aggregator():
     expect([r.get("event_id") for r in newest["logs"]] == [f"{rid}-6"], f"order=desc limit=1: {newest['logs']!r}")
     filtered = get_json(f"{base}/logs?service={test_service}&level=INFO&q=record%204&limit=1000", headers=auth)
     expect(any(r.get("event_id") == f"{rid}-4" for r in filtered["logs"]), "filters service+level+q miss a record")
-    ok("log-aggregator: cursor paging, order=desc, filters service/level/q/request_id")
+    ok(f"{name}: cursor paging, order=desc, filters service/level/q/request_id")
 
     # Bad input: a clear error, nothing stored.
     before = get_json(f"{base}/logs?request_id={rid}&limit=1", headers=auth)["total"]
@@ -304,15 +320,15 @@ def check_aggregator():
     expect(status == 415, f"wrong content type: expected 415, got {status}")
     after = get_json(f"{base}/logs?request_id={rid}&limit=1", headers=auth)["total"]
     expect(after == before, f"bad input changed the store ({before} -> {after} records)")
-    ok("log-aggregator: malformed JSON -> 400, bad NDJSON line -> 400 naming it, application/xml -> 415, nothing stored")
+    ok(f"{name}: malformed JSON -> 400, bad NDJSON line -> 400 naming it, application/xml -> 415, nothing stored")
     if auth:
         status, _, _ = http("POST", f"{base}/logs", json.dumps(record(8)).encode(), {"Content-Type": "application/json"})
         expect(status == 401, f"no token: expected 401, got {status}")
-        ok("log-aggregator: missing bearer token -> 401")
+        ok(f"{name}: missing bearer token -> 401")
 
     status, headers, body = http("GET", f"{base}/metrics")
     expect(status == 200 and b"# TYPE " in body, f"aggregator /metrics: {status}")
-    ok("log-aggregator: GET /metrics -> Prometheus text")
+    ok(f"{name}: GET /metrics -> Prometheus text")
 
 
 def check_sidecars():
@@ -334,7 +350,8 @@ def cmd_endpoints(_args):
     for service in SERVICES:
         check_service(service)
     check_orders()
-    check_aggregator()
+    for name, base in aggregator_bases():
+        check_aggregator(name, base)
     check_sidecars()
 
 
@@ -429,9 +446,9 @@ def load_sets(names):
     return expected
 
 
-def request_logs(request_id):
+def request_logs(request_id, base=None):
     """The stored request-log records carrying `request_id`, whatever the page size."""
-    base, auth, records, cursor = aggregator_base(), auth_headers(), [], None
+    base, auth, records, cursor = base or aggregator_base(), auth_headers(), [], None
     while True:
         url = f"{base}/logs?request_id={urllib.parse.quote(request_id)}&limit=1000"
         if cursor:
@@ -488,20 +505,28 @@ def cmd_delivered(args):
                     f"within {timeout:.0f} s (lost), e.g. {sample}"
                 )
             time.sleep(POLL_INTERVAL_SECONDS * 2)
-        # Everything arrived; now look again for duplicates that came in late.
+        # Everything arrived; now look again for duplicates that came in late, through
+        # every aggregator (in the cluster, each must show each record exactly once).
         duplicates = []
-        for rid, records in zip(list(expected), pool.map(request_logs, list(expected))):
-            counts = count_by_service(records)
-            for s in expected[rid]:
-                if counts.get(s, 0) != 1:
-                    duplicates.append((rid, s, counts.get(s, 0)))
-            for r in records:
-                check_enriched(r)
-    expect(not duplicates, f"{len(duplicates)} request logs stored more than once, e.g. {duplicates[:5]}")
+        for name, base in aggregator_bases():
+            rids = list(expected)
+            for rid, records in zip(rids, pool.map(lambda r, b=base: request_logs(r, b), rids)):
+                counts = count_by_service(records)
+                for s in expected[rid]:
+                    if counts.get(s, 0) != 1:
+                        duplicates.append((name, rid, s, counts.get(s, 0)))
+                for r in records:
+                    check_enriched(r)
+    expect(
+        not duplicates,
+        f"{len(duplicates)} request logs missing or stored more than once (aggregator, request, "
+        f"service, copies), e.g. {duplicates[:5]}",
+    )
     lines = sum(len(v) for v in expected.values())
+    through = " through " + " and ".join(n for n, _ in aggregator_bases()) if cluster() else ""
     ok(
         f"sets {', '.join(args)}: {len(expected)} requests, {lines} request log lines, each stored exactly "
-        f"once, enriched (sidecar_timestamp, sidecar_forwarded_by, environment={environment()})"
+        f"once{through}, enriched (sidecar_timestamp, sidecar_forwarded_by, environment={environment()})"
     )
 
 
@@ -609,10 +634,43 @@ def cmd_clear(_args):
     answer = post_json(f"{base}/logs/clear", b"", 200, auth)
     expect(answer.get("status") == "success" and isinstance(answer.get("cleared"), int), f"POST /logs/clear: {answer!r}")
     expect(answer["cleared"] >= before, f"cleared {answer['cleared']} of {before} records")
-    after = get_json(f"{base}/logs/count", headers=auth)["total_logs"]
-    # Health checks keep logging, so a few records may arrive right after the clear.
-    expect(after < before, f"the store still holds {after} records after clearing {answer['cleared']}")
-    ok(f"log-aggregator: POST /logs/clear cleared {answer['cleared']} records")
+    # Health checks keep logging, so a few records may arrive right after the clear. In the
+    # cluster, the other aggregators see the same (cleared) store.
+    for name, other in aggregator_bases():
+        after = get_json(f"{other}/logs/count", headers=auth)["total_logs"]
+        expect(after < before, f"{name}: the store still holds {after} records after clearing {answer['cleared']}")
+    ok(f"log-aggregator: POST /logs/clear cleared {answer['cleared']} records" + (", seen cleared through both aggregators" if cluster() else ""))
+
+
+def cmd_cross(_args):
+    """A record sent through one aggregator is read through the other, in both directions,
+    and its retry through the other aggregator is acknowledged and stored once."""
+    expect(cluster(), "cross needs the cluster (TEST_CLUSTER=1)")
+    auth = auth_headers()
+    bases = aggregator_bases()
+    for (src_name, src), (dst_name, dst) in (bases, bases[::-1]):
+        rid = f"{run_id()}-cross-{src_name}"
+        record = {
+            "timestamp": now_rfc3339(),
+            "service": "system-test",
+            "level": "WARN",
+            "message": f"Sent through {src_name}, read through {dst_name}.",
+            "request_id": rid,
+            "event_id": f"{rid}-1",
+        }
+        answer = post_json(f"{src}/logs", record, 200, auth)
+        expect(answer.get("accepted") == 1, f"POST through {src_name}: {answer!r}")
+        url = f"{dst}/logs?request_id={rid}&limit=10"
+        found = wait_until(f"{rid} visible through {dst_name}", 10, lambda u=url: get_json(u, headers=auth)["logs"])
+        expect(len(found) == 1 and found[0].get("message") == record["message"], f"through {dst_name}: {found!r}")
+        ok(f"a record sent through {src_name} is read through {dst_name}")
+        # The sidecar's retry of a batch may go to another aggregator: stored once.
+        answer = post_json(f"{dst}/logs", record, 200, auth)
+        expect(answer.get("duplicates") == 1, f"retry through {dst_name} not reported as a duplicate: {answer!r}")
+        for name, base in bases:
+            total = get_json(f"{base}/logs?request_id={rid}&limit=10", headers=auth)["total"]
+            expect(total == 1, f"{name}: {rid} stored {total} times after a retry through {dst_name}")
+        ok(f"its retry through {dst_name} is acknowledged as a duplicate; stored once, seen once through both")
 
 
 COMMANDS = {
@@ -623,6 +681,7 @@ COMMANDS = {
     "metrics": cmd_metrics,
     "promtool-input": cmd_promtool_input,
     "prometheus": cmd_prometheus,
+    "cross": cmd_cross,
     "clear": cmd_clear,
 }
 

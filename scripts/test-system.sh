@@ -19,6 +19,12 @@
 # Also starts the `prometheus` profile's Prometheus (unless TEST_PROMETHEUS=0) and checks
 # that it scrapes the metrics sidecars.
 #
+# With --profile cluster it tests the `cluster` profile instead (docs/scale-out.md): two
+# aggregators over one ClickHouse server. Every aggregator check then runs through both, a
+# record sent through one must be read through the other and its retry there stored once,
+# every request log must be found exactly once through each, and the kills also take the
+# second aggregator and ClickHouse itself while traffic flows.
+#
 # Settings (environment): TRAFFIC (requests per traffic set, default 150), KEEP_STACK=1,
 # UP_TIMEOUT (seconds to wait for a healthy stack, default 180), DELIVERY_TIMEOUT (seconds
 # for logs to reach the aggregator, default 120), and the stack's own variables (ports,
@@ -28,18 +34,36 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
+cluster=0
+case "${1:-}" in
+    "") ;;
+    --profile)
+        [ "${2:-}" = cluster ] || { echo "test-system: only --profile cluster is a stack of its own" >&2; exit 2; }
+        cluster=1
+        ;;
+    *) echo "test-system: unknown argument $1 (expected nothing or --profile cluster)" >&2; exit 2 ;;
+esac
+
 TRAFFIC="${TRAFFIC:-150}"
 KEEP_STACK="${KEEP_STACK:-0}"
 UP_TIMEOUT="${UP_TIMEOUT:-180}"
 DELIVERY_TIMEOUT="${DELIVERY_TIMEOUT:-120}"
 # Paced traffic during the kills: a component dies while records are in flight.
 readonly KILL_RATE=100
-readonly CONTAINERS=(
+CONTAINERS=(
     log-aggregator
     user-service user-service-logging-sidecar user-service-metrics-sidecar
     product-service product-service-logging-sidecar product-service-metrics-sidecar
     order-service order-service-logging-sidecar order-service-metrics-sidecar
 )
+profile=()
+if [ "$cluster" = 1 ]; then
+    CONTAINERS+=(clickhouse log-aggregator-2)
+    profile=(--profile cluster)
+    # Every compose call below (and systemcheck.py) addresses the cluster.
+    export COMPOSE_PROFILES=cluster TEST_CLUSTER=1
+fi
+readonly CONTAINERS
 
 started=$SECONDS
 step_no=0
@@ -54,7 +78,15 @@ die() {
 }
 check() { python3 "$root/scripts/systemcheck.py" "$@" || die "check '$1' failed (see above)"; }
 
-# The same values compose sees: .env when present, else the defaults.
+# The same values compose sees: .env when present, else the defaults; in the cluster, the
+# profile's settings first (scripts/compose.sh reads them in the same order).
+if [ "$cluster" = 1 ]; then
+    while IFS= read -r line; do
+        [[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || continue
+        key="${line%%=*}"
+        [ -n "${!key+set}" ] || export "$line"
+    done <docker/cluster.env
+fi
 if [ -f .env ]; then
     while IFS= read -r line; do
         [[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || continue
@@ -93,7 +125,7 @@ cleanup() {
     if [ "$brought_up" = 1 ] && [ "$KEEP_STACK" != 1 ]; then
         echo
         echo "==> Taking the stack down with its volumes"
-        scripts/compose.sh --profile prometheus down -v --remove-orphans >/dev/null 2>&1 || echo "  (compose down failed)"
+        scripts/compose.sh --profile prometheus --profile cluster down -v --remove-orphans >/dev/null 2>&1 || echo "  (compose down failed)"
     elif [ "$started_prometheus" = 1 ] && [ "$KEEP_STACK" != 1 ]; then
         scripts/compose.sh --profile prometheus rm -sfv prometheus >/dev/null 2>&1 || true
     fi
@@ -166,7 +198,7 @@ else
     brought_up=1
     note "building and starting it (a first run compiles the release binaries: minutes)"
     t0=$SECONDS
-    if ! scripts/compose.sh up -d --build >"$TEST_STATE_DIR/up.log" 2>&1; then
+    if ! scripts/compose.sh "${profile[@]}" up -d --build >"$TEST_STATE_DIR/up.log" 2>&1; then
         tail -n 40 "$TEST_STATE_DIR/up.log" | sed 's/^/       /'
         die "compose up failed"
     fi
@@ -180,6 +212,11 @@ fi
 # --- 2. every endpoint ---------------------------------------------------------------------
 step "Endpoints of the contract"
 check endpoints
+
+if [ "$cluster" = 1 ]; then
+    step "One store behind both aggregators: sent through one, read through the other"
+    check cross
+fi
 
 step "Metrics exposition checked by promtool"
 promtool=()
@@ -247,13 +284,35 @@ kill_container log-aggregator
 finish_traffic aggregator-kill
 restart_container log-aggregator
 
+sets=(baseline sidecar-kill aggregator-kill)
+if [ "$cluster" = 1 ]; then
+    step "Kill the second aggregator while traffic flows, bring it back"
+    python3 scripts/systemcheck.py traffic aggregator-2-kill "$((TRAFFIC * 2))" --rate "$KILL_RATE" &
+    traffic_pid=$!
+    await_traffic aggregator-2-kill "$((TRAFFIC / 2))"
+    kill_container log-aggregator-2
+    finish_traffic aggregator-2-kill
+    restart_container log-aggregator-2
+
+    # Both aggregators answer 503 while it is down; the sidecars keep the records and retry.
+    step "Kill ClickHouse while traffic flows, bring it back"
+    python3 scripts/systemcheck.py traffic clickhouse-kill "$((TRAFFIC * 2))" --rate "$KILL_RATE" &
+    traffic_pid=$!
+    await_traffic clickhouse-kill "$((TRAFFIC / 2))"
+    kill_container clickhouse
+    finish_traffic clickhouse-kill
+    restart_container clickhouse
+    sets+=(aggregator-2-kill clickhouse-kill)
+fi
+
 step "Kill a service, bring it back, send more traffic"
 kill_container product-service
 restart_container product-service
 check traffic after-service-kill "$TRAFFIC"
+sets+=(after-service-kill)
 
 step "Nothing lost, nothing stored twice, across all the kills"
-check delivered baseline sidecar-kill aggregator-kill after-service-kill --timeout "$DELIVERY_TIMEOUT"
+check delivered "${sets[@]}" --timeout "$DELIVERY_TIMEOUT"
 
 # --- 5. clear ------------------------------------------------------------------------------
 if [ "$brought_up" = 1 ]; then

@@ -16,8 +16,10 @@
 //! be stored once, and nothing may show twice. Two mechanisms, one for the common case
 //! and one for the race:
 //! 1. Before an insert, the aggregator reads which of the batch's `event_id`s are
-//!    stored already, within the batch's own time range (so the look-up reads one
-//!    stretch of the primary index), and leaves them out: the answer counts them as
+//!    stored already, at any time (a record re-sent under another `timestamp` is still
+//!    the one stored; the table is ordered by time, so the look-up reads the
+//!    `dedup_key` column of the whole table, a cost that grows with it), and leaves
+//!    them out: the answer counts them as
 //!    duplicates, as the other stores do. This is every retry that follows an
 //!    acknowledged or failed attempt.
 //! 2. Two copies can still be inserted when both attempts are in flight at once (a

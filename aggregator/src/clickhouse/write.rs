@@ -168,28 +168,28 @@ pub fn refused(shared: &Shared, e: ChError) -> StoreError {
     e.into_store()
 }
 
-/// The `dedup_key`s of `records` that are stored already, read within their time range.
+/// The `dedup_key`s of `records` that are stored already, at any time: a record re-sent
+/// with another `timestamp` is still the one stored. The table is ordered by time, so
+/// this reads the `dedup_key` column of every part (its cost grows with the table; see
+/// docs/scale-out.md).
 async fn stored_already(
     shared: &Shared,
     records: &[Record],
 ) -> Result<HashSet<String>, StoreError> {
     let mut keys = String::new();
-    let (mut low, mut high) = (i64::MAX, i64::MIN);
     for r in records {
         if let Some(e) = &r.event_id {
             if !keys.is_empty() {
                 keys.push(',');
             }
             keys.push_str(&quote(&dedup_key(Some(e), 0)));
-            low = low.min(r.ts_us);
-            high = high.max(r.ts_us);
         }
     }
     if keys.is_empty() {
         return Ok(HashSet::new());
     }
     let sql = format!(
-        "SELECT DISTINCT dedup_key FROM {} WHERE ts >= {low} AND ts <= {high} AND dedup_key IN ({keys}) FORMAT RowBinary",
+        "SELECT DISTINCT dedup_key FROM {} PREWHERE dedup_key IN ({keys}) FORMAT RowBinary",
         shared.table
     );
     let answer = shared

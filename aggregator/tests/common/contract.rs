@@ -183,6 +183,16 @@ pub async fn a_repeated_batch_is_stored_once(store: &[(&str, &str)]) {
     let (_, body) = post_ndjson(&logs, &mixed).await;
     assert_eq!(body["accepted"], 10);
     assert_eq!(body["duplicates"], 26);
+    // The same event_id again with another time and text (a client that re-stamps its
+    // retries): still the record already stored, whatever its time.
+    let mut restamped = batch[0].clone();
+    restamped["timestamp"] = json!("2001-02-03T04:05:06Z");
+    restamped["message"] = json!("re-sent with another time");
+    let (_, body) = post_ndjson(&logs, &[restamped]).await;
+    assert_eq!(
+        body,
+        json!({"status": "success", "accepted": 0, "duplicates": 1})
+    );
     // Records without an event_id are always stored.
     let plain = json!({"service": "s", "message": "no id"});
     post_ndjson(&logs, &[plain.clone(), plain]).await;

@@ -1,0 +1,472 @@
+//! Ingest through one and through two aggregators into a ClickHouse server on this
+//! machine (`STORE=clickhouse`), beside one aggregator on the embedded store: records/s,
+//! CPU per million records (the aggregators', ClickHouse's, the client's), bytes on disk
+//! per raw byte, and query latency through an aggregator.
+//!
+//! ```text
+//! cargo run --release -p log-aggregator --example clickhouse_bench -- \
+//!     [--records N] [--quick] [--setups embedded,clickhouse_x1,clickhouse_x2] [--queries N]
+//! ```
+//! (`scripts/bench.sh --clickhouse` builds and runs it.)
+//!
+//! The records and batches are `aggregator_bench`'s (examples/support/records.rs): NDJSON
+//! batches of 1,000 sidecar records, `INGEST_CONCURRENCY` requests in flight in all,
+//! each acknowledged only once stored. With two aggregators the batches alternate
+//! between them, as sidecars spread over a load balancer would. Each ClickHouse setup
+//! gets a new server (Debian's `clickhouse-server`, found as `support/clickhouse_server`
+//! says) in a temporary directory. ClickHouse's bytes on disk are its table's active
+//! parts (`system.parts`) after `OPTIMIZE TABLE ... FINAL`, which is what the background
+//! merges converge to; `du` of the whole server directory is shown beside. The last line
+//! of stdout is `BENCH_JSON {...}`: each figure as `<setup>_<figure>`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::stream::{self, StreamExt};
+use serde_json::json;
+use shared::measure::{cpu_seconds, memory_mib, own_cpu_seconds, percentile};
+use shared::testkit::{free_port, Process};
+
+#[path = "support/records.rs"]
+mod records;
+use records::{mix, record, request_id, SERVICES};
+
+#[path = "support/clickhouse_server.rs"]
+mod clickhouse_server;
+use clickhouse_server::ClickHouse;
+
+/// A kind of query: its name, and its path for the `i`-th sample.
+type QueryKind = (&'static str, Box<dyn Fn(usize) -> String>);
+
+const BATCH_RECORDS: usize = 1000;
+/// The same as `aggregator_bench`'s, in all, whatever the number of aggregators.
+const INGEST_CONCURRENCY: usize = 4;
+const SETUPS: [&str; 3] = ["embedded", "clickhouse_x1", "clickhouse_x2"];
+const TABLE: &str = "logs";
+
+struct Options {
+    records: usize,
+    queries: usize,
+    setups: Vec<String>,
+}
+
+fn options() -> Result<Options, String> {
+    // Fewer records than aggregator_bench's million: every read on 18.16 goes through
+    // FINAL and takes about half a second at 200,000 records, growing with the table.
+    let mut o = Options {
+        records: 200_000,
+        queries: 20,
+        setups: SETUPS.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => {
+                o.records = 50_000;
+                o.queries = 10;
+            }
+            "--records" | "--queries" | "--setups" => {
+                let v = args.next().ok_or(format!("{a} needs a value"))?;
+                match a.as_str() {
+                    "--records" => o.records = v.parse().map_err(|e| format!("{a} {v}: {e}"))?,
+                    "--queries" => o.queries = v.parse().map_err(|e| format!("{a} {v}: {e}"))?,
+                    _ => o.setups = v.split(',').map(str::to_owned).collect(),
+                }
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if let Some(bad) = o.setups.iter().find(|s| !SETUPS.contains(&s.as_str())) {
+        return Err(format!(
+            "unknown setup {bad:?} (known: {})",
+            SETUPS.join(", ")
+        ));
+    }
+    o.records = o.records.max(BATCH_RECORDS);
+    Ok(o)
+}
+
+/// What one setup measured.
+#[derive(Default)]
+struct Figures {
+    ingest_rate: f64,
+    aggregator_cpu_per_million: f64,
+    clickhouse_cpu_per_million: f64,
+    client_cpu_per_million: f64,
+    raw_bytes: u64,
+    disk_bytes: u64,
+    /// `du` of the whole ClickHouse directory (system tables, metadata, logs included).
+    du_bytes: u64,
+    /// Parts of the table right after the ingest, before any `OPTIMIZE`.
+    parts_after_ingest: u64,
+    /// name → (p50, p99)
+    queries: Vec<(&'static str, f64, f64)>,
+    aggregator_peak_rss_mib: f64,
+    clickhouse_rss_mib: f64,
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn aggregator_bin() -> PathBuf {
+    // target/<profile>/examples/clickhouse_bench → target/<profile>/log-aggregator
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("log-aggregator")));
+    match bin {
+        Some(b) if b.exists() => b,
+        _ => fail("target/<profile>/log-aggregator is missing: run `cargo build --release -p log-aggregator` first"),
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("clickhouse_bench: {message}");
+    std::process::exit(1)
+}
+
+fn start_aggregator(name: &str, envs: &[(&str, String)], dir: &Path) -> (Process, String) {
+    let port = free_port();
+    let mut all = vec![
+        ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
+        ("DATA_DIR", dir.join(name).display().to_string()),
+        ("RETENTION_MAX_RECORDS", "0".to_owned()),
+        ("RETENTION_MAX_AGE", "0".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    all.extend(envs.iter().cloned());
+    let p = Process::spawn(name, aggregator_bin(), &[], &all, dir)
+        .unwrap_or_else(|e| fail(&format!("start log-aggregator: {e}")));
+    (p, format!("http://127.0.0.1:{port}"))
+}
+
+async fn measure(setup: &str, opts: &Options, start_us: i64) -> Figures {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(&format!("temporary directory: {e}")));
+    let clickhouse = match setup {
+        "embedded" => None,
+        _ => Some(
+            ClickHouse::start(&dir.path().join("clickhouse"))
+                .await
+                .unwrap_or_else(|e| fail(&e)),
+        ),
+    };
+    let count = if setup == "clickhouse_x2" { 2 } else { 1 };
+    let mut aggregators = Vec::new();
+    for n in 0..count {
+        let envs = match &clickhouse {
+            None => vec![("STORE", "embedded".to_owned())],
+            Some(ch) => vec![
+                ("STORE", "clickhouse".to_owned()),
+                ("CLICKHOUSE_URL", ch.url()),
+                ("CLICKHOUSE_TABLE", TABLE.to_owned()),
+            ],
+        };
+        let (mut p, base) = start_aggregator(&format!("aggregator-{n}"), &envs, dir.path());
+        p.wait_ready(&format!("{base}/health"), Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| fail(&e));
+        aggregators.push((p, base));
+    }
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .finish();
+    let mut f = Figures::default();
+
+    eprintln!(
+        "{setup}: ingesting {} records through {count} aggregator(s)...",
+        opts.records
+    );
+    let agg_cpu = |aggs: &[(Process, String)]| -> f64 {
+        aggs.iter()
+            .map(|(p, _)| cpu_seconds(p.id()).unwrap_or(0.0))
+            .sum()
+    };
+    let ch_cpu = |ch: &Option<ClickHouse>| {
+        ch.as_ref()
+            .and_then(|c| cpu_seconds(c.process.id()))
+            .unwrap_or(0.0)
+    };
+    let (cpu0, ch0, own0) = (
+        agg_cpu(&aggregators),
+        ch_cpu(&clickhouse),
+        own_cpu_seconds(),
+    );
+    let t0 = Instant::now();
+    let mut offsets = [0u64; 3];
+    let mut raw = 0u64;
+    let urls: Vec<String> = aggregators
+        .iter()
+        .map(|(_, b)| format!("{b}/logs"))
+        .collect();
+    let batches = (0..opts.records.div_ceil(BATCH_RECORDS)).map(|b| {
+        let mut body = String::with_capacity(BATCH_RECORDS * 340);
+        for i in b * BATCH_RECORDS..((b + 1) * BATCH_RECORDS).min(opts.records) {
+            body.push_str(&record(i, start_us, &mut offsets));
+            body.push('\n');
+        }
+        raw += body.len() as u64;
+        (urls[b % urls.len()].clone(), body)
+    });
+    let accepted: u64 = stream::iter(batches)
+        .map(|(url, body)| {
+            let client = client.clone();
+            async move {
+                let mut res = client
+                    .post(&url)
+                    .insert_header(("Content-Type", "application/x-ndjson"))
+                    .send_body(body)
+                    .await
+                    .unwrap_or_else(|e| fail(&format!("ingest request: {e}")));
+                if !res.status().is_success() {
+                    fail(&format!("ingest answered {}", res.status()));
+                }
+                let v: serde_json::Value = res.json().await.unwrap_or_default();
+                v["accepted"].as_u64().unwrap_or(0)
+            }
+        })
+        .buffer_unordered(INGEST_CONCURRENCY)
+        .fold(0, |a, n| async move { a + n })
+        .await;
+    let wall = t0.elapsed().as_secs_f64();
+    if accepted as usize != opts.records {
+        fail(&format!(
+            "{setup}: {accepted} of {} records accepted",
+            opts.records
+        ));
+    }
+    let millions = opts.records as f64 / 1e6;
+    f.ingest_rate = opts.records as f64 / wall;
+    f.aggregator_cpu_per_million = (agg_cpu(&aggregators) - cpu0) / millions;
+    f.clickhouse_cpu_per_million = (ch_cpu(&clickhouse) - ch0) / millions;
+    f.client_cpu_per_million = (own_cpu_seconds() - own0) / millions;
+    f.raw_bytes = raw;
+
+    eprintln!("{setup}: querying through the first aggregator...");
+    f.queries = queries(&client, &aggregators[0].1, opts).await;
+    f.aggregator_peak_rss_mib = aggregators
+        .iter()
+        .map(|(p, _)| memory_mib(p.id()).map_or(0.0, |m| m.1))
+        .fold(0.0, f64::max);
+
+    match &clickhouse {
+        None => {
+            let (p, _) = &mut aggregators[0];
+            p.signal(libc::SIGTERM);
+            if p.wait_timeout(Duration::from_secs(120)).is_none() {
+                fail("the aggregator did not stop on SIGTERM");
+            }
+            f.disk_bytes = dir_bytes(&dir.path().join("aggregator-0"));
+        }
+        Some(ch) => {
+            f.clickhouse_rss_mib = memory_mib(ch.process.id()).map_or(0.0, |m| m.0);
+            let parts = format!(
+                "SELECT count(), sum(bytes_on_disk), sum(rows) FROM system.parts \
+                 WHERE active AND database = currentDatabase() AND table = '{TABLE}'"
+            );
+            let n = ch.numbers(&parts).await.unwrap_or_else(|e| fail(&e));
+            f.parts_after_ingest = n[0] as u64;
+            ch.query(&format!("OPTIMIZE TABLE {TABLE} FINAL"))
+                .await
+                .unwrap_or_else(|e| fail(&e));
+            let n = ch.numbers(&parts).await.unwrap_or_else(|e| fail(&e));
+            if n[2] as usize != opts.records {
+                fail(&format!(
+                    "{setup}: the table holds {} rows, not {}",
+                    n[2], opts.records
+                ));
+            }
+            f.disk_bytes = n[1] as u64;
+            f.du_bytes = dir_bytes(&ch.data);
+        }
+    }
+    f
+}
+
+/// Sequential queries through one aggregator: p50 and p99 of each kind, in ms.
+async fn queries(
+    client: &awc::Client,
+    base: &str,
+    opts: &Options,
+) -> Vec<(&'static str, f64, f64)> {
+    let n = opts.records;
+    let kinds: [QueryKind; 5] = [
+        ("newest", Box::new(|_| "/logs?limit=100".to_owned())),
+        (
+            "service",
+            Box::new(|i| format!("/logs?service={}&limit=100", SERVICES[i % 3])),
+        ),
+        (
+            "request",
+            Box::new(move |i| {
+                format!(
+                    "/logs?request_id={}",
+                    request_id((mix(i as u64, 9) as usize) % n)
+                )
+            }),
+        ),
+        (
+            "text",
+            Box::new(|i| {
+                let q = ["timeout", "connection%20refused", "slow%20upstream"][i % 3];
+                format!("/logs?q={q}&limit=100")
+            }),
+        ),
+        ("count", Box::new(|_| "/logs/count".to_owned())),
+    ];
+    let mut out = Vec::new();
+    for (name, path) in &kinds {
+        let mut samples = Vec::with_capacity(opts.queries);
+        for i in 0..opts.queries {
+            let t = Instant::now();
+            let mut res = client
+                .get(format!("{base}{}", path(i)))
+                .send()
+                .await
+                .unwrap_or_else(|e| fail(&format!("query {}: {e}", path(i))));
+            let body = res.body().limit(64 << 20).await.unwrap_or_default();
+            samples.push(t.elapsed().as_secs_f64() * 1000.0);
+            if !res.status().is_success() {
+                fail(&format!(
+                    "{} answered {}: {}",
+                    path(i),
+                    res.status(),
+                    String::from_utf8_lossy(&body)
+                ));
+            }
+        }
+        samples.sort_by(f64::total_cmp);
+        out.push((
+            *name,
+            percentile(&samples, 0.50),
+            percentile(&samples, 0.99),
+        ));
+    }
+    out
+}
+
+fn main() {
+    let opts = options().unwrap_or_else(|e| {
+        eprintln!("clickhouse_bench: {e}");
+        eprintln!(
+            "usage: clickhouse_bench [--records N] [--quick] [--setups {}] [--queries N]",
+            SETUPS.join(",")
+        );
+        std::process::exit(2)
+    });
+    let start_us = Utc::now().timestamp_micros() - opts.records as i64 * 100;
+    let mut all = Vec::new();
+    for setup in &opts.setups {
+        let f = actix_rt::System::new().block_on(measure(setup, &opts, start_us));
+        all.push((setup.clone(), f));
+    }
+    print_table(&opts, &all);
+}
+
+fn print_table(opts: &Options, all: &[(String, Figures)]) {
+    println!(
+        "ClickHouse store benchmark: {} records per setup, batches of {BATCH_RECORDS}, {INGEST_CONCURRENCY} in flight in all",
+        opts.records
+    );
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at the end: {}", load.trim());
+    }
+    println!();
+    print!("{:<48}", "figure");
+    for (s, _) in all {
+        print!(" {s:>14}");
+    }
+    println!();
+    let row = |name: &str, get: &dyn Fn(&Figures) -> f64, prec: usize| {
+        print!("{name:<48}");
+        for (_, f) in all {
+            print!(" {:>14.prec$}", get(f));
+        }
+        println!();
+    };
+    row(
+        "ingest over HTTP, acknowledged (records/s)",
+        &|f| f.ingest_rate,
+        0,
+    );
+    row(
+        "aggregator CPU per million records (s)",
+        &|f| f.aggregator_cpu_per_million,
+        2,
+    );
+    row(
+        "ClickHouse CPU per million records (s)",
+        &|f| f.clickhouse_cpu_per_million,
+        2,
+    );
+    row(
+        "client CPU per million records (s)",
+        &|f| f.client_cpu_per_million,
+        2,
+    );
+    let ratio = |b: u64, f: &Figures| b as f64 / f.raw_bytes.max(1) as f64;
+    row(
+        "bytes on disk per raw NDJSON byte",
+        &|f| ratio(f.disk_bytes, f),
+        3,
+    );
+    row(
+        "  ClickHouse directory (du) per raw byte",
+        &|f| ratio(f.du_bytes, f),
+        3,
+    );
+    row(
+        "table parts right after the ingest",
+        &|f| f.parts_after_ingest as f64,
+        0,
+    );
+    if let Some((_, first)) = all.first() {
+        for (i, (name, ..)) in first.queries.iter().enumerate() {
+            row(&format!("query {name} p50 (ms)"), &|f| f.queries[i].1, 2);
+            row(&format!("query {name} p99 (ms)"), &|f| f.queries[i].2, 2);
+        }
+    }
+    row(
+        "aggregator peak RSS (MiB)",
+        &|f| f.aggregator_peak_rss_mib,
+        1,
+    );
+    row(
+        "ClickHouse RSS after the queries (MiB)",
+        &|f| f.clickhouse_rss_mib,
+        1,
+    );
+
+    let mut out = serde_json::Map::new();
+    out.insert("records".into(), json!(opts.records));
+    for (setup, f) in all {
+        let mut put = |key: &str, v: f64| {
+            out.insert(
+                format!("{setup}_{key}"),
+                json!((v * 1000.0).round() / 1000.0),
+            );
+        };
+        put("ingest_records_per_s", f.ingest_rate.round());
+        put("aggregator_cpu_s_per_million", f.aggregator_cpu_per_million);
+        put("clickhouse_cpu_s_per_million", f.clickhouse_cpu_per_million);
+        put(
+            "disk_bytes_per_raw_byte",
+            f.disk_bytes as f64 / f.raw_bytes.max(1) as f64,
+        );
+        for (name, p50, p99) in &f.queries {
+            put(&format!("query_{name}_p50_ms"), *p50);
+            put(&format!("query_{name}_p99_ms"), *p99);
+        }
+    }
+    println!("BENCH_JSON {}", serde_json::Value::Object(out));
+}
