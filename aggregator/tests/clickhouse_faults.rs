@@ -10,6 +10,9 @@
 //!   down (`CLICKHOUSE_TEST_OUTAGE`, 5s by default; the 30s with
 //!   `CLICKHOUSE_TEST_OUTAGE=30s`) ingest and queries answer 503 and `/health` names
 //!   ClickHouse; once it is back, the batches kept by the sender are all stored, once.
+//! - `a_hung_clickhouse_is_reported_and_then_recovered`: a server that keeps its
+//!   connections but answers nothing (SIGSTOP) is reported by `/health` within about
+//!   `CLICKHOUSE_TIMEOUT`, ingest answers 503, and after SIGCONT both recover.
 
 mod common;
 
@@ -175,4 +178,66 @@ async fn clickhouse_down_for_a_while_answers_503_then_catches_up() {
     assert_exactly_once(&agg.base, &sent).await;
     let (status, health) = get(&agg.url("/health"), &[]).await;
     assert_eq!(status.as_u16(), 200, "{health}");
+}
+
+/// Polls `/health` until it answers `status`, for at most `within`.
+async fn health_becomes(base: &str, status: u16, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (now, health) = get(&format!("{base}/health"), &[]).await;
+        if now.as_u16() == status {
+            return health;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/health still answers {now} after {within:?}: {health}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_hung_clickhouse_is_reported_and_then_recovered() {
+    if !available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::start(&dir.path().join("clickhouse")).await;
+    let mut env = ch.env("hung");
+    env.push(("CLICKHOUSE_TIMEOUT", "1s".to_owned()));
+    let agg = Aggregator::start(&dir.path().join("a"), &pairs(&env)).await;
+    let mut sent = BTreeSet::new();
+    let (body, ids) = batch("h", 0, 100);
+    sent.extend(ids);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    assert_eq!(
+        deliver(&[agg.base.clone()], 0, &body, deadline)
+            .await
+            .accepted,
+        100
+    );
+
+    ch.pause(true);
+    // The check runs every second and gives up after CLICKHOUSE_TIMEOUT.
+    let health = health_becomes(&agg.base, 503, Duration::from_secs(20)).await;
+    let problem = health["problems"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(problem.contains("clickhouse is failing"), "{health}");
+    let (body, _) = batch("probe", 0, 10);
+    let (status, answer) = try_post(&agg.url("/logs"), &body).await.unwrap();
+    assert_eq!(status, 503, "{answer}");
+
+    ch.pause(false);
+    health_becomes(&agg.base, 200, Duration::from_secs(30)).await;
+    let (body, ids) = batch("h", 1, 100);
+    sent.extend(ids);
+    assert_eq!(
+        deliver(&[agg.base.clone()], 0, &body, deadline)
+            .await
+            .accepted,
+        100
+    );
+    assert_exactly_once(&agg.base, &sent).await;
 }

@@ -106,6 +106,12 @@ async fn check(shared: &Shared) -> bool {
             true
         }
         Err(e) => {
+            // A server that takes connections but does not answer (hung, stopped,
+            // overloaded past CLICKHOUSE_TIMEOUT) is as failing for `/health` as one
+            // that refuses them; a slow read elsewhere is only that read's timeout.
+            if matches!(e, ChError::Timeout(_)) {
+                shared.status.down(&e);
+            }
             let _ = super::write::refused(shared, e);
             false
         }

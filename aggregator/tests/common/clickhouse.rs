@@ -109,6 +109,16 @@ impl ClickHouse {
         }
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a server that holds its connections open
+    /// and answers nothing, as a hung or swapped-out one does.
+    pub fn pause(&self, paused: bool) {
+        let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+        self.process
+            .as_ref()
+            .expect("server running")
+            .signal(signal);
+    }
+
     /// Starts the server (again) on the same ports and data, and waits until it answers.
     pub async fn restart(&mut self) {
         self.kill();
