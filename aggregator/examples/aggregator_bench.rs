@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde_json::json;
 use shared::measure::memory_mib;
 use shared::testkit::{free_port, Process};
 
@@ -33,10 +32,13 @@ mod records;
 
 #[path = "support/harness.rs"]
 mod harness;
+#[path = "support/table.rs"]
+mod table;
 use harness::{
     dir_bytes, ingest, queries, start_aggregator, wait_healthy, QueryFigures, BATCH_RECORDS,
     INGEST_CONCURRENCY,
 };
+use table::{print_bench_json, query_json, Table};
 
 struct Options {
     records: usize,
@@ -174,83 +176,55 @@ fn main() {
     }
 
     println!("log-aggregator benchmark: {} records per store, batches of {BATCH_RECORDS}, {INGEST_CONCURRENCY} in flight", opts.records);
-    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
-        println!("load average at the end: {}", load.trim());
-    }
-    println!();
-    print!("{:<44}", "figure");
-    for (s, _) in &all {
-        print!(" {s:>12}");
-    }
-    println!();
-    let row = |name: &str, get: &dyn Fn(&Figures) -> f64, prec: usize| {
-        print!("{name:<44}");
-        for (_, f) in &all {
-            print!(" {:>12.prec$}", get(f));
-        }
-        println!();
-    };
-    row(
+    let table = Table::start(&all, 44, 12);
+    table.row(
         "ingest over HTTP, durable (records/s)",
         &|f| f.ingest_rate,
         0,
     );
-    row(
+    table.row(
         "server CPU per million records (s)",
         &|f| f.server_cpu_per_million,
         2,
     );
-    row(
+    table.row(
         "client CPU per million records (s)",
         &|f| f.client_cpu_per_million,
         2,
     );
-    row(
+    table.row(
         "bytes on disk per raw NDJSON byte",
         &|f| f.disk_bytes as f64 / f.raw_bytes.max(1) as f64,
         3,
     );
-    for (i, q) in all[0].1.queries.iter().enumerate() {
-        row(
-            &format!("query {} p50 (ms)", q.name),
-            &|f| f.queries[i].p50,
-            2,
-        );
-        row(
-            &format!("query {} p99 (ms)", q.name),
-            &|f| f.queries[i].p99,
-            2,
-        );
-    }
-    row("RSS after the queries (MiB)", &|f| f.rss_mib, 1);
-    row("peak RSS (MiB)", &|f| f.peak_rss_mib, 1);
-    row("restart until healthy (s)", &|f| f.restart_s, 2);
-    row(
+    table.query_rows(|f| &f.queries);
+    table.row("RSS after the queries (MiB)", &|f| f.rss_mib, 1);
+    table.row("peak RSS (MiB)", &|f| f.peak_rss_mib, 1);
+    table.row("restart until healthy (s)", &|f| f.restart_s, 2);
+    table.row(
         "RSS after the restart (MiB)",
         &|f| f.rss_after_restart_mib,
         1,
     );
 
-    let mut out = serde_json::Map::new();
-    out.insert("records".into(), json!(opts.records));
-    for (store, f) in &all {
-        let mut put = |key: &str, v: f64| {
-            let v = (v * 1000.0).round() / 1000.0;
-            out.insert(format!("{store}_{key}"), json!(v));
-        };
-        put("ingest_records_per_s", f.ingest_rate.round());
-        put("server_cpu_s_per_million", f.server_cpu_per_million);
-        put(
-            "disk_bytes_per_raw_byte",
-            f.disk_bytes as f64 / f.raw_bytes.max(1) as f64,
-        );
-        for q in &f.queries {
-            put(&format!("query_{}_p50_ms", q.name), q.p50);
-            put(&format!("query_{}_p99_ms", q.name), q.p99);
-        }
-        put("rss_mib", f.rss_mib);
-        put("peak_rss_mib", f.peak_rss_mib);
-        put("restart_s", f.restart_s);
-    }
-    println!("BENCH_JSON {}", serde_json::Value::Object(out));
+    print_bench_json(opts.records, &all, |f| {
+        let mut v = vec![
+            ("ingest_records_per_s".to_owned(), f.ingest_rate.round()),
+            (
+                "server_cpu_s_per_million".to_owned(),
+                f.server_cpu_per_million,
+            ),
+            (
+                "disk_bytes_per_raw_byte".to_owned(),
+                f.disk_bytes as f64 / f.raw_bytes.max(1) as f64,
+            ),
+        ];
+        v.extend(query_json(&f.queries));
+        v.extend([
+            ("rss_mib".to_owned(), f.rss_mib),
+            ("peak_rss_mib".to_owned(), f.peak_rss_mib),
+            ("restart_s".to_owned(), f.restart_s),
+        ]);
+        v
+    });
 }

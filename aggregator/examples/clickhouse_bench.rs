@@ -22,7 +22,6 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::json;
 use shared::measure::memory_mib;
 use shared::testkit::free_port;
 
@@ -35,10 +34,13 @@ use clickhouse_server::ClickHouse;
 
 #[path = "support/harness.rs"]
 mod harness;
+#[path = "support/table.rs"]
+mod table;
 use harness::{
     dir_bytes, ingest, queries, start_aggregator, wait_healthy, QueryFigures, BATCH_RECORDS,
     INGEST_CONCURRENCY,
 };
+use table::{print_bench_json, query_json, Table};
 
 const SETUPS: [&str; 3] = ["embedded", "clickhouse_x1", "clickhouse_x2"];
 const TABLE: &str = "logs";
@@ -157,7 +159,7 @@ async fn measure(setup: &str, opts: &Options, start_us: i64) -> Figures {
         .unwrap_or_else(|e| fail(&format!("{setup}: {e}")));
     f.ingest_rate = ingested.rate;
     f.aggregator_cpu_per_million = ingested.cpu_per_million[..count].iter().sum();
-    f.clickhouse_cpu_per_million = ingested.cpu_per_million[count..].iter().sum();
+    f.clickhouse_cpu_per_million = ingested.cpu_per_million.get(count).copied().unwrap_or(0.0);
     f.client_cpu_per_million = ingested.client_cpu_per_million;
     f.raw_bytes = ingested.raw_bytes;
 
@@ -227,103 +229,69 @@ fn print_table(opts: &Options, all: &[(String, Figures)]) {
         "ClickHouse store benchmark: {} records per setup, batches of {BATCH_RECORDS}, {INGEST_CONCURRENCY} in flight in all",
         opts.records
     );
-    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
-        println!("load average at the end: {}", load.trim());
-    }
-    println!();
-    print!("{:<48}", "figure");
-    for (s, _) in all {
-        print!(" {s:>14}");
-    }
-    println!();
-    let row = |name: &str, get: &dyn Fn(&Figures) -> f64, prec: usize| {
-        print!("{name:<48}");
-        for (_, f) in all {
-            print!(" {:>14.prec$}", get(f));
-        }
-        println!();
-    };
-    row(
+    let table = Table::start(all, 48, 14);
+    table.row(
         "ingest over HTTP, acknowledged (records/s)",
         &|f| f.ingest_rate,
         0,
     );
-    row(
+    table.row(
         "aggregator CPU per million records (s)",
         &|f| f.aggregator_cpu_per_million,
         2,
     );
-    row(
+    table.row(
         "ClickHouse CPU per million records (s)",
         &|f| f.clickhouse_cpu_per_million,
         2,
     );
-    row(
+    table.row(
         "client CPU per million records (s)",
         &|f| f.client_cpu_per_million,
         2,
     );
     let ratio = |b: u64, f: &Figures| b as f64 / f.raw_bytes.max(1) as f64;
-    row(
+    table.row(
         "bytes on disk per raw NDJSON byte",
         &|f| ratio(f.disk_bytes, f),
         3,
     );
-    row(
+    table.row(
         "  ClickHouse directory (du) per raw byte",
         &|f| ratio(f.du_bytes, f),
         3,
     );
-    row(
+    table.row(
         "table parts right after the ingest",
         &|f| f.parts_after_ingest as f64,
         0,
     );
-    if let Some((_, first)) = all.first() {
-        for (i, q) in first.queries.iter().enumerate() {
-            row(
-                &format!("query {} p50 (ms)", q.name),
-                &|f| f.queries[i].p50,
-                2,
-            );
-            row(
-                &format!("query {} p99 (ms)", q.name),
-                &|f| f.queries[i].p99,
-                2,
-            );
-        }
-    }
-    row(
+    table.query_rows(|f| &f.queries);
+    table.row(
         "aggregator peak RSS (MiB)",
         &|f| f.aggregator_peak_rss_mib,
         1,
     );
-    row(
+    table.row(
         "ClickHouse RSS after the queries (MiB)",
         &|f| f.clickhouse_rss_mib,
         1,
     );
 
-    let mut out = serde_json::Map::new();
-    out.insert("records".into(), json!(opts.records));
-    for (setup, f) in all {
-        let mut put = |key: &str, v: f64| {
-            out.insert(
-                format!("{setup}_{key}"),
-                json!((v * 1000.0).round() / 1000.0),
-            );
-        };
-        put("ingest_records_per_s", f.ingest_rate.round());
-        put("aggregator_cpu_s_per_million", f.aggregator_cpu_per_million);
-        put("clickhouse_cpu_s_per_million", f.clickhouse_cpu_per_million);
-        put(
-            "disk_bytes_per_raw_byte",
-            f.disk_bytes as f64 / f.raw_bytes.max(1) as f64,
-        );
-        for q in &f.queries {
-            put(&format!("query_{}_p50_ms", q.name), q.p50);
-            put(&format!("query_{}_p99_ms", q.name), q.p99);
-        }
-    }
-    println!("BENCH_JSON {}", serde_json::Value::Object(out));
+    print_bench_json(opts.records, all, |f| {
+        let mut v = vec![
+            ("ingest_records_per_s".to_owned(), f.ingest_rate.round()),
+            (
+                "aggregator_cpu_s_per_million".to_owned(),
+                f.aggregator_cpu_per_million,
+            ),
+            (
+                "clickhouse_cpu_s_per_million".to_owned(),
+                f.clickhouse_cpu_per_million,
+            ),
+            ("disk_bytes_per_raw_byte".to_owned(), ratio(f.disk_bytes, f)),
+        ];
+        v.extend(query_json(&f.queries));
+        v
+    });
 }
