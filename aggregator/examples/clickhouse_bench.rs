@@ -9,7 +9,7 @@
 //! ```
 //! (`scripts/bench.sh --clickhouse` builds and runs it.)
 //!
-//! The records and batches are `aggregator_bench`'s (examples/support/records.rs): NDJSON
+//! The records, batches and queries are `aggregator_bench`'s (examples/support/harness.rs): NDJSON
 //! batches of 1,000 sidecar records, `INGEST_CONCURRENCY` requests in flight in all,
 //! each acknowledged only once stored. With two aggregators the batches alternate
 //! between them, as sidecars spread over a load balancer would. Each ClickHouse setup
