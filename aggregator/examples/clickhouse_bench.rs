@@ -9,7 +9,7 @@
 //! ```
 //! (`scripts/bench.sh --clickhouse` builds and runs it.)
 //!
-//! The records and batches are `aggregator_bench`'s (examples/support/records.rs): NDJSON
+//! The records, batches and queries are `aggregator_bench`'s (examples/support/harness.rs): NDJSON
 //! batches of 1,000 sidecar records, `INGEST_CONCURRENCY` requests in flight in all,
 //! each acknowledged only once stored. With two aggregators the batches alternate
 //! between them, as sidecars spread over a load balancer would. Each ClickHouse setup
@@ -19,29 +19,29 @@
 //! merges converge to; `du` of the whole server directory is shown beside. The last line
 //! of stdout is `BENCH_JSON {...}`: each figure as `<setup>_<figure>`.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
-use futures_util::stream::{self, StreamExt};
-use serde_json::json;
-use shared::measure::{cpu_seconds, memory_mib, own_cpu_seconds, percentile};
-use shared::testkit::{free_port, Process};
+use shared::measure::memory_mib;
+use shared::testkit::free_port;
 
 #[path = "support/records.rs"]
 mod records;
-use records::{mix, record, request_id, SERVICES};
 
 #[path = "support/clickhouse_server.rs"]
 mod clickhouse_server;
 use clickhouse_server::ClickHouse;
 
-/// A kind of query: its name, and its path for the `i`-th sample.
-type QueryKind = (&'static str, Box<dyn Fn(usize) -> String>);
+#[path = "support/harness.rs"]
+mod harness;
+#[path = "support/table.rs"]
+mod table;
+use harness::{
+    dir_bytes, ingest, queries, start_aggregator, wait_healthy, QueryFigures, BATCH_RECORDS,
+    INGEST_CONCURRENCY,
+};
+use table::{print_bench_json, query_json, Table};
 
-const BATCH_RECORDS: usize = 1000;
-/// The same as `aggregator_bench`'s, in all, whatever the number of aggregators.
-const INGEST_CONCURRENCY: usize = 4;
 const SETUPS: [&str; 3] = ["embedded", "clickhouse_x1", "clickhouse_x2"];
 const TABLE: &str = "logs";
 
@@ -100,55 +100,14 @@ struct Figures {
     du_bytes: u64,
     /// Parts of the table right after the ingest, before any `OPTIMIZE`.
     parts_after_ingest: u64,
-    /// name → (p50, p99)
-    queries: Vec<(&'static str, f64, f64)>,
+    queries: Vec<QueryFigures>,
     aggregator_peak_rss_mib: f64,
     clickhouse_rss_mib: f64,
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-fn aggregator_bin() -> PathBuf {
-    // target/<profile>/examples/clickhouse_bench → target/<profile>/log-aggregator
-    let bin = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("log-aggregator")));
-    match bin {
-        Some(b) if b.exists() => b,
-        _ => fail("target/<profile>/log-aggregator is missing: run `cargo build --release -p log-aggregator` first"),
-    }
 }
 
 fn fail(message: &str) -> ! {
     eprintln!("clickhouse_bench: {message}");
     std::process::exit(1)
-}
-
-fn start_aggregator(name: &str, envs: &[(&str, String)], dir: &Path) -> (Process, String) {
-    let port = free_port();
-    let mut all = vec![
-        ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
-        ("DATA_DIR", dir.join(name).display().to_string()),
-        ("RETENTION_MAX_RECORDS", "0".to_owned()),
-        ("RETENTION_MAX_AGE", "0".to_owned()),
-        ("RUST_LOG", "warn".to_owned()),
-    ];
-    all.extend(envs.iter().cloned());
-    let p = Process::spawn(name, aggregator_bin(), &[], &all, dir)
-        .unwrap_or_else(|e| fail(&format!("start log-aggregator: {e}")));
-    (p, format!("http://127.0.0.1:{port}"))
 }
 
 async fn measure(setup: &str, opts: &Options, start_us: i64) -> Figures {
@@ -161,6 +120,9 @@ async fn measure(setup: &str, opts: &Options, start_us: i64) -> Figures {
                 .unwrap_or_else(|e| fail(&e)),
         ),
     };
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .finish();
     let count = if setup == "clickhouse_x2" { 2 } else { 1 };
     let mut aggregators = Vec::new();
     for n in 0..count {
@@ -172,88 +134,39 @@ async fn measure(setup: &str, opts: &Options, start_us: i64) -> Figures {
                 ("CLICKHOUSE_TABLE", TABLE.to_owned()),
             ],
         };
-        let (mut p, base) = start_aggregator(&format!("aggregator-{n}"), &envs, dir.path());
-        p.wait_ready(&format!("{base}/health"), Duration::from_secs(60))
+        let name = format!("aggregator-{n}");
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut p = start_aggregator(&name, port, &dir.path().join(&name), &envs, dir.path())
+            .unwrap_or_else(|e| fail(&e));
+        wait_healthy(&mut p, &client, &base, Duration::from_secs(60))
             .await
             .unwrap_or_else(|e| fail(&e));
         aggregators.push((p, base));
     }
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(300))
-        .finish();
     let mut f = Figures::default();
 
     eprintln!(
         "{setup}: ingesting {} records through {count} aggregator(s)...",
         opts.records
     );
-    let agg_cpu = |aggs: &[(Process, String)]| -> f64 {
-        aggs.iter()
-            .map(|(p, _)| cpu_seconds(p.id()).unwrap_or(0.0))
-            .sum()
-    };
-    let ch_cpu = |ch: &Option<ClickHouse>| {
-        ch.as_ref()
-            .and_then(|c| cpu_seconds(c.process.id()))
-            .unwrap_or(0.0)
-    };
-    let (cpu0, ch0, own0) = (
-        agg_cpu(&aggregators),
-        ch_cpu(&clickhouse),
-        own_cpu_seconds(),
-    );
-    let t0 = Instant::now();
-    let mut offsets = [0u64; 3];
-    let mut raw = 0u64;
-    let urls: Vec<String> = aggregators
-        .iter()
-        .map(|(_, b)| format!("{b}/logs"))
-        .collect();
-    let batches = (0..opts.records.div_ceil(BATCH_RECORDS)).map(|b| {
-        let mut body = String::with_capacity(BATCH_RECORDS * 340);
-        for i in b * BATCH_RECORDS..((b + 1) * BATCH_RECORDS).min(opts.records) {
-            body.push_str(&record(i, start_us, &mut offsets));
-            body.push('\n');
-        }
-        raw += body.len() as u64;
-        (urls[b % urls.len()].clone(), body)
-    });
-    let accepted: u64 = stream::iter(batches)
-        .map(|(url, body)| {
-            let client = client.clone();
-            async move {
-                let mut res = client
-                    .post(&url)
-                    .insert_header(("Content-Type", "application/x-ndjson"))
-                    .send_body(body)
-                    .await
-                    .unwrap_or_else(|e| fail(&format!("ingest request: {e}")));
-                if !res.status().is_success() {
-                    fail(&format!("ingest answered {}", res.status()));
-                }
-                let v: serde_json::Value = res.json().await.unwrap_or_default();
-                v["accepted"].as_u64().unwrap_or(0)
-            }
-        })
-        .buffer_unordered(INGEST_CONCURRENCY)
-        .fold(0, |a, n| async move { a + n })
-        .await;
-    let wall = t0.elapsed().as_secs_f64();
-    if accepted as usize != opts.records {
-        fail(&format!(
-            "{setup}: {accepted} of {} records accepted",
-            opts.records
-        ));
-    }
-    let millions = opts.records as f64 / 1e6;
-    f.ingest_rate = opts.records as f64 / wall;
-    f.aggregator_cpu_per_million = (agg_cpu(&aggregators) - cpu0) / millions;
-    f.clickhouse_cpu_per_million = (ch_cpu(&clickhouse) - ch0) / millions;
-    f.client_cpu_per_million = (own_cpu_seconds() - own0) / millions;
-    f.raw_bytes = raw;
+    // The aggregators' CPU, then ClickHouse's.
+    let mut watched: Vec<u32> = aggregators.iter().map(|(p, _)| p.id()).collect();
+    watched.extend(clickhouse.as_ref().map(|c| c.process.id()));
+    let bases: Vec<String> = aggregators.iter().map(|(_, b)| b.clone()).collect();
+    let ingested = ingest(&client, &bases, opts.records, start_us, &watched)
+        .await
+        .unwrap_or_else(|e| fail(&format!("{setup}: {e}")));
+    f.ingest_rate = ingested.rate;
+    f.aggregator_cpu_per_million = ingested.cpu_per_million[..count].iter().sum();
+    f.clickhouse_cpu_per_million = ingested.cpu_per_million.get(count).copied().unwrap_or(0.0);
+    f.client_cpu_per_million = ingested.client_cpu_per_million;
+    f.raw_bytes = ingested.raw_bytes;
 
     eprintln!("{setup}: querying through the first aggregator...");
-    f.queries = queries(&client, &aggregators[0].1, opts).await;
+    f.queries = queries(&client, &aggregators[0].1, opts.records, opts.queries)
+        .await
+        .unwrap_or_else(|e| fail(&e));
     f.aggregator_peak_rss_mib = aggregators
         .iter()
         .map(|(p, _)| memory_mib(p.id()).map_or(0.0, |m| m.1))
@@ -293,68 +206,6 @@ async fn measure(setup: &str, opts: &Options, start_us: i64) -> Figures {
     f
 }
 
-/// Sequential queries through one aggregator: p50 and p99 of each kind, in ms.
-async fn queries(
-    client: &awc::Client,
-    base: &str,
-    opts: &Options,
-) -> Vec<(&'static str, f64, f64)> {
-    let n = opts.records;
-    let kinds: [QueryKind; 5] = [
-        ("newest", Box::new(|_| "/logs?limit=100".to_owned())),
-        (
-            "service",
-            Box::new(|i| format!("/logs?service={}&limit=100", SERVICES[i % 3])),
-        ),
-        (
-            "request",
-            Box::new(move |i| {
-                format!(
-                    "/logs?request_id={}",
-                    request_id((mix(i as u64, 9) as usize) % n)
-                )
-            }),
-        ),
-        (
-            "text",
-            Box::new(|i| {
-                let q = ["timeout", "connection%20refused", "slow%20upstream"][i % 3];
-                format!("/logs?q={q}&limit=100")
-            }),
-        ),
-        ("count", Box::new(|_| "/logs/count".to_owned())),
-    ];
-    let mut out = Vec::new();
-    for (name, path) in &kinds {
-        let mut samples = Vec::with_capacity(opts.queries);
-        for i in 0..opts.queries {
-            let t = Instant::now();
-            let mut res = client
-                .get(format!("{base}{}", path(i)))
-                .send()
-                .await
-                .unwrap_or_else(|e| fail(&format!("query {}: {e}", path(i))));
-            let body = res.body().limit(64 << 20).await.unwrap_or_default();
-            samples.push(t.elapsed().as_secs_f64() * 1000.0);
-            if !res.status().is_success() {
-                fail(&format!(
-                    "{} answered {}: {}",
-                    path(i),
-                    res.status(),
-                    String::from_utf8_lossy(&body)
-                ));
-            }
-        }
-        samples.sort_by(f64::total_cmp);
-        out.push((
-            *name,
-            percentile(&samples, 0.50),
-            percentile(&samples, 0.99),
-        ));
-    }
-    out
-}
-
 fn main() {
     let opts = options().unwrap_or_else(|e| {
         eprintln!("clickhouse_bench: {e}");
@@ -378,95 +229,69 @@ fn print_table(opts: &Options, all: &[(String, Figures)]) {
         "ClickHouse store benchmark: {} records per setup, batches of {BATCH_RECORDS}, {INGEST_CONCURRENCY} in flight in all",
         opts.records
     );
-    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
-        println!("load average at the end: {}", load.trim());
-    }
-    println!();
-    print!("{:<48}", "figure");
-    for (s, _) in all {
-        print!(" {s:>14}");
-    }
-    println!();
-    let row = |name: &str, get: &dyn Fn(&Figures) -> f64, prec: usize| {
-        print!("{name:<48}");
-        for (_, f) in all {
-            print!(" {:>14.prec$}", get(f));
-        }
-        println!();
-    };
-    row(
+    let table = Table::start(all, 48, 14);
+    table.row(
         "ingest over HTTP, acknowledged (records/s)",
         &|f| f.ingest_rate,
         0,
     );
-    row(
+    table.row(
         "aggregator CPU per million records (s)",
         &|f| f.aggregator_cpu_per_million,
         2,
     );
-    row(
+    table.row(
         "ClickHouse CPU per million records (s)",
         &|f| f.clickhouse_cpu_per_million,
         2,
     );
-    row(
+    table.row(
         "client CPU per million records (s)",
         &|f| f.client_cpu_per_million,
         2,
     );
     let ratio = |b: u64, f: &Figures| b as f64 / f.raw_bytes.max(1) as f64;
-    row(
+    table.row(
         "bytes on disk per raw NDJSON byte",
         &|f| ratio(f.disk_bytes, f),
         3,
     );
-    row(
+    table.row(
         "  ClickHouse directory (du) per raw byte",
         &|f| ratio(f.du_bytes, f),
         3,
     );
-    row(
+    table.row(
         "table parts right after the ingest",
         &|f| f.parts_after_ingest as f64,
         0,
     );
-    if let Some((_, first)) = all.first() {
-        for (i, (name, ..)) in first.queries.iter().enumerate() {
-            row(&format!("query {name} p50 (ms)"), &|f| f.queries[i].1, 2);
-            row(&format!("query {name} p99 (ms)"), &|f| f.queries[i].2, 2);
-        }
-    }
-    row(
+    table.query_rows(|f| &f.queries);
+    table.row(
         "aggregator peak RSS (MiB)",
         &|f| f.aggregator_peak_rss_mib,
         1,
     );
-    row(
+    table.row(
         "ClickHouse RSS after the queries (MiB)",
         &|f| f.clickhouse_rss_mib,
         1,
     );
 
-    let mut out = serde_json::Map::new();
-    out.insert("records".into(), json!(opts.records));
-    for (setup, f) in all {
-        let mut put = |key: &str, v: f64| {
-            out.insert(
-                format!("{setup}_{key}"),
-                json!((v * 1000.0).round() / 1000.0),
-            );
-        };
-        put("ingest_records_per_s", f.ingest_rate.round());
-        put("aggregator_cpu_s_per_million", f.aggregator_cpu_per_million);
-        put("clickhouse_cpu_s_per_million", f.clickhouse_cpu_per_million);
-        put(
-            "disk_bytes_per_raw_byte",
-            f.disk_bytes as f64 / f.raw_bytes.max(1) as f64,
-        );
-        for (name, p50, p99) in &f.queries {
-            put(&format!("query_{name}_p50_ms"), *p50);
-            put(&format!("query_{name}_p99_ms"), *p99);
-        }
-    }
-    println!("BENCH_JSON {}", serde_json::Value::Object(out));
+    print_bench_json(opts.records, all, |f| {
+        let mut v = vec![
+            ("ingest_records_per_s".to_owned(), f.ingest_rate.round()),
+            (
+                "aggregator_cpu_s_per_million".to_owned(),
+                f.aggregator_cpu_per_million,
+            ),
+            (
+                "clickhouse_cpu_s_per_million".to_owned(),
+                f.clickhouse_cpu_per_million,
+            ),
+            ("disk_bytes_per_raw_byte".to_owned(), ratio(f.disk_bytes, f)),
+        ];
+        v.extend(query_json(&f.queries));
+        v
+    });
 }
