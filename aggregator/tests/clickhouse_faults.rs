@@ -211,7 +211,7 @@ async fn a_hung_clickhouse_is_reported_and_then_recovered() {
     sent.extend(ids);
     let deadline = Instant::now() + Duration::from_secs(60);
     assert_eq!(
-        deliver(&[agg.base.clone()], 0, &body, deadline)
+        deliver(std::slice::from_ref(&agg.base), 0, &body, deadline)
             .await
             .accepted,
         100
@@ -234,7 +234,7 @@ async fn a_hung_clickhouse_is_reported_and_then_recovered() {
     let (body, ids) = batch("h", 1, 100);
     sent.extend(ids);
     assert_eq!(
-        deliver(&[agg.base.clone()], 0, &body, deadline)
+        deliver(std::slice::from_ref(&agg.base), 0, &body, deadline)
             .await
             .accepted,
         100
