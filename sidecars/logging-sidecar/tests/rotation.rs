@@ -66,14 +66,7 @@ async fn copytruncate_during_an_outage_ships_the_backlog() {
     append_lines(&rig.log, 1000..6000);
     rig.wait_metric("logging_sidecar_batch_failures_total{error_type=\"http_503\"}")
         .await;
-    // logrotate's copytruncate: copy, then truncate in place; the app writes on.
-    fs::copy(&rig.log, rig.dir.path().join("app.log.1")).unwrap();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&rig.log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    copytruncate(&rig);
     append_lines(&rig.log, 6000..7000);
     rig.wait_metric("logging_sidecar_rotations_total{kind=\"copy\"} 1")
         .await;
@@ -104,13 +97,7 @@ async fn copytruncate_after_a_stall_follows_a_copy_on_a_freed_inode() {
     append_lines(&rig.log, 1000..4000);
     rig.wait_metric("logging_sidecar_batch_failures_total{error_type=\"http_503\"}")
         .await;
-    fs::copy(&rig.log, rig.dir.path().join("app.log.1")).unwrap();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&rig.log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    copytruncate(&rig);
     append_lines(&rig.log, 4000..5000);
     rig.wait_metric("logging_sidecar_rotations_total{kind=\"copy\"} 1")
         .await;
@@ -120,4 +107,16 @@ async fn copytruncate_after_a_stall_follows_a_copy_on_a_freed_inode() {
     let tally = tally_numbered(&records, 0..5000);
     assert_none_lost_or_twice(&tally, "copytruncate after a stall");
     assert_eq!(tally.others.len(), 2, "the two banners");
+}
+
+/// logrotate's copytruncate: copy to `app.log.1`, then truncate in place; the app
+/// writes on.
+fn copytruncate(rig: &Rig) {
+    fs::copy(&rig.log, rig.dir.path().join("app.log.1")).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&rig.log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
 }
