@@ -21,7 +21,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use awc::http::StatusCode;
-use common::{get, post, post_ndjson, records, Aggregator};
+use common::{get, post, post_ndjson, records, sample, Aggregator};
 use serde_json::Value;
 
 /// Peak resident memory of the process, MiB.
@@ -29,38 +29,6 @@ fn peak_mib(agg: &Aggregator) -> f64 {
     shared::measure::memory_mib(agg.process.id())
         .expect("read /proc")
         .1
-}
-
-async fn metrics(agg: &Aggregator) -> String {
-    let mut res = common::client()
-        .get(agg.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    String::from_utf8(res.body().limit(1 << 24).await.unwrap().to_vec()).unwrap()
-}
-
-/// The value of one sample line of `/metrics`, 0 when absent.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
-/// Waits until a sample reaches `at_least`, or fails after 30 s.
-async fn wait_sample(agg: &Aggregator, series: &str, at_least: f64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = metrics(agg).await;
-        if sample(&text, series) >= at_least {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} stayed below {at_least}:\n{text}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A connection that sends a POST's headers, promising a body it never sends.
@@ -115,11 +83,11 @@ async fn slow_bodies_hold_no_slot_and_time_out() {
     .await;
     let mut slow: Vec<TcpStream> = (0..16).map(|_| slow_body(&agg)).collect();
     // Every one of them is being read before the normal batch comes.
-    wait_sample(&agg, "aggregator_ingest_requests", 16.0).await;
+    agg.wait_sample("aggregator_ingest_requests", 16.0).await;
     let (status, answer) = post_ndjson(&agg.url("/logs"), &records("normal", "svc", 10)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["accepted"], 10);
-    let text = metrics(&agg).await;
+    let text = agg.metrics().await;
     assert_eq!(sample(&text, "aggregator_ingest_requests"), 16.0, "{text}");
     for stream in &mut slow {
         let (status, answer) = read_answer(stream);
@@ -129,7 +97,7 @@ async fn slow_bodies_hold_no_slot_and_time_out() {
             "the request body did not arrive within 3s (BODY_READ_TIMEOUT)"
         );
     }
-    let text = metrics(&agg).await;
+    let text = agg.metrics().await;
     assert_eq!(
         sample(
             &text,
@@ -148,7 +116,7 @@ async fn one_client_cannot_take_every_ingest_request() {
     let dir = tempfile::tempdir().unwrap();
     let agg = Aggregator::start(dir.path(), &[("INGEST_MAX_REQUESTS_PER_CLIENT", "2")]).await;
     let _slow: Vec<TcpStream> = (0..2).map(|_| slow_body(&agg)).collect();
-    wait_sample(&agg, "aggregator_ingest_requests", 2.0).await;
+    agg.wait_sample("aggregator_ingest_requests", 2.0).await;
     let mut res = common::client()
         .post(agg.url("/logs"))
         .insert_header(("Content-Type", "application/x-ndjson"))
@@ -162,7 +130,7 @@ async fn one_client_cannot_take_every_ingest_request() {
         answer["error"],
         "this client already has 2 ingest requests under way; wait for their answers"
     );
-    let text = metrics(&agg).await;
+    let text = agg.metrics().await;
     assert_eq!(
         sample(
             &text,
@@ -219,7 +187,7 @@ async fn tiny_record_bombs_stay_within_the_memory_bound() {
                 "{status}: {answer}"
             );
         }
-        let text = metrics(&agg).await;
+        let text = agg.metrics().await;
         let reason = format!("aggregator_requests_rejected_total{{reason=\"{refusal}\"}}");
         assert!(sample(&text, &reason) >= 1.0, "{reason}:\n{text}");
         let peak = peak_mib(&agg);
@@ -284,7 +252,7 @@ async fn query_cost_is_bounded() {
         }
     }
     assert!(timed_out > 0, "no search waited past 10ms: {answers:?}");
-    let text = metrics(&agg).await;
+    let text = agg.metrics().await;
     assert_eq!(
         sample(
             &text,

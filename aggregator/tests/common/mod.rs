@@ -13,6 +13,13 @@ use awc::http::StatusCode;
 use serde_json::Value;
 use shared::testkit::{free_port, Process};
 
+/// The value of one sample line of a `/metrics` text, 0 when absent.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
 /// Largest answer the tests read.
 pub const MAX_ANSWER_BYTES: usize = 64 << 20;
 
@@ -51,6 +58,28 @@ impl Aggregator {
             process,
             base,
             port,
+        }
+    }
+
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let mut res = client().get(self.url("/metrics")).send().await.unwrap();
+        String::from_utf8(res.body().limit(1 << 24).await.unwrap().to_vec()).unwrap()
+    }
+
+    /// Waits until a sample of `/metrics` reaches `at_least`, or fails after 30 s.
+    pub async fn wait_sample(&self, series: &str, at_least: f64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.metrics().await;
+            if sample(&text, series) >= at_least {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{series} stayed below {at_least}:\n{text}"
+            );
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
