@@ -21,10 +21,15 @@ use crate::fingerprint::FileKey;
 #[rtype(result = "()")]
 pub struct Acked(pub Vec<Ack>);
 
-/// "Everything of `key` before `offset` is handed over."
+/// "Everything of the file instance `key` with `stream` before `offset` is handed over."
+///
+/// The stream names the instance: a file truncated in place that starts again with the
+/// same first line has the same key, and an acknowledgement of the old instance that
+/// arrives late must not move the new one's position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
     pub key: FileKey,
+    pub stream: u64,
     pub offset: u64,
 }
 
@@ -88,7 +93,11 @@ impl Builder {
         self.records += records;
         if let Some(ack) = ack {
             // Pieces of one file come in order: the latest position replaces the last.
-            match self.acks.iter_mut().find(|a| a.key == ack.key) {
+            match self
+                .acks
+                .iter_mut()
+                .find(|a| a.key == ack.key && a.stream == ack.stream)
+            {
                 Some(a) => a.offset = a.offset.max(ack.offset),
                 None => self.acks.push(ack),
             }
@@ -225,6 +234,7 @@ mod tests {
                 ino: 0,
                 fingerprint: fp,
             },
+            stream: fp,
             offset,
         }
     }

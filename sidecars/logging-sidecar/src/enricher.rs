@@ -142,6 +142,7 @@ impl Handler<LineBatch> for Enricher {
                     records: tally.records,
                     ack: Some(Ack {
                         key: msg.key,
+                        stream: msg.stream,
                         offset,
                     }),
                     source: msg.source.clone(),

@@ -91,6 +91,8 @@ pub struct Chunk {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     pub key: FileKey,
+    /// The instance of the file (see [`crate::batch::Ack`]).
+    pub stream: u64,
     pub end_offset: u64,
     pub skipping: bool,
 }
@@ -214,7 +216,9 @@ impl FileSet {
                 Ok(fp) => fp == Some(t.key.fingerprint),
                 Err(_) => true,
             };
-            if size < t.read_offset || !same_start {
+            // Against the furthest read, a chunk still being handed over included: a file
+            // truncated while one is on its way is as truncated as any other.
+            if size < t.read_offset.max(t.seen.offset) || !same_start {
                 events.push(Event::Truncated {
                     path: t.path.clone(),
                 });
@@ -537,6 +541,7 @@ impl FileSet {
                 lines: split.lines,
                 position: Position {
                     key: t.key,
+                    stream: t.stream,
                     end_offset,
                     skipping: split.skipping,
                 },
@@ -547,7 +552,13 @@ impl FileSet {
 
     /// The chunk ending at `position` was taken by the enricher.
     pub fn handed_over(&mut self, position: Position) {
-        if let Some(t) = self.files.iter_mut().find(|t| t.key == position.key) {
+        // Key and stream: a late position of an instance truncated meanwhile must not
+        // move the position of the new instance that has its key.
+        if let Some(t) = self
+            .files
+            .iter_mut()
+            .find(|t| t.key == position.key && t.stream == position.stream)
+        {
             t.read_offset = position.end_offset;
             t.skipping = position.skipping;
             if position.skipping && !t.skip_marks.contains(&position.end_offset) {
@@ -560,8 +571,12 @@ impl FileSet {
     pub fn acknowledge(&mut self, acks: &[Ack]) {
         let mut done = Vec::new();
         for ack in acks {
-            let Some(t) = self.files.iter_mut().find(|t| t.key == ack.key) else {
-                // The file was truncated or forgotten meanwhile: nothing left to record.
+            let Some(t) = self
+                .files
+                .iter_mut()
+                .find(|t| t.key == ack.key && t.stream == ack.stream)
+            else {
+                // The instance was truncated or forgotten meanwhile: nothing left to record.
                 continue;
             };
             if ack.offset > t.committed {

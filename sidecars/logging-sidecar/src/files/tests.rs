@@ -41,6 +41,7 @@ fn drain(set: &mut FileSet, now: Instant) -> Vec<String> {
         set.handed_over(chunk.position);
         set.acknowledge(&[Ack {
             key: chunk.key,
+            stream: chunk.stream,
             offset: chunk.position.end_offset,
         }]);
     }
@@ -371,6 +372,7 @@ fn a_restart_inside_a_skipped_line_skips_on() {
     set.handed_over(chunk.position);
     set.acknowledge(&[Ack {
         key: chunk.key,
+        stream: chunk.stream,
         offset: chunk.position.end_offset,
     }]);
     set.save_checkpoints().unwrap();
@@ -381,4 +383,47 @@ fn a_restart_inside_a_skipped_line_skips_on() {
     );
     again.discover(now);
     assert_eq!(drain(&mut again, now), ["b"]);
+}
+
+#[test]
+fn late_news_of_a_truncated_instance_leaves_the_new_one_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let old: String = (0..50).map(|i| format!("old line {i}\n")).collect();
+    append(&log, &format!("banner\n{old}"));
+    let now = Instant::now();
+    let mut set = watching(&log);
+    set.discover(now);
+    // A chunk of the first instance is on its way when the file is truncated in place
+    // and starts again with the same first line: the same device, inode and fingerprint.
+    let chunk = set.read(now).unwrap();
+    fs::File::create(&log).unwrap();
+    append(&log, "banner\nnew line\n");
+    let events = set.discover(now);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Truncated { .. })),
+        "{events:?}"
+    );
+    // The old chunk is taken and acknowledged only now.
+    set.handed_over(chunk.position);
+    set.acknowledge(&[Ack {
+        key: chunk.key,
+        stream: chunk.stream,
+        offset: chunk.position.end_offset,
+    }]);
+    let mut fresh = Vec::new();
+    while let Some(c) = set.read(now) {
+        assert_ne!(
+            c.stream, chunk.stream,
+            "a new instance has a stream of its own"
+        );
+        for l in &c.lines {
+            fresh.push(
+                String::from_utf8_lossy(&c.data[l.start as usize..(l.start + l.len) as usize])
+                    .into_owned(),
+            );
+        }
+        set.handed_over(c.position);
+    }
+    assert_eq!(fresh, ["banner", "new line"]);
 }

@@ -54,6 +54,7 @@ fn piece(lines: &[&str], offset: u64) -> Piece {
         records: t.records,
         ack: Some(Ack {
             key: KEY,
+            stream: 1,
             offset: offset + data.len() as u64,
         }),
         source: "/logs/app.log".into(),
@@ -304,6 +305,7 @@ fn a_batch_of_skipped_bytes_only_releases_its_position() {
         records: 0,
         ack: Some(Ack {
             key: KEY,
+            stream: 1,
             offset: 99,
         }),
         source: "x".into(),
