@@ -118,25 +118,20 @@ async fn ingest(req: &HttpRequest, mut payload: web::Payload, state: &State) -> 
             .reject(metrics::REASON_UNAVAILABLE, busy)
             .retry_after(1));
     };
-    let records = {
-        let decoded;
-        let text: &[u8] = if gzip {
-            decoded =
-                body::gunzip_within(&raw, limit, &mut memory).map_err(|e| body_error(state, e))?;
-            &decoded
-        } else {
-            &raw
-        };
-        let within = Within {
-            max_records: state.limits.max_records_per_request,
-            allowance: &mut memory,
-        };
-        batch::parse_batch_within(text, format, &Received::now(), within)
-            .map_err(|e| body_error(state, e))?
+    // Decoding costs CPU in proportion to the body: it runs on the blocking pool, so that
+    // a large or hostile body never holds up the other connections of this worker.
+    let max_records = state.limits.max_records_per_request;
+    let decoded = web::block(move || {
+        let records = decode(&raw, gzip, format, limit, max_records, &mut memory);
+        // The records hold what they need from here on: the texts go back to the budget.
+        memory.shrink(raw.capacity());
+        (records, memory)
+    })
+    .await;
+    let Ok((records, memory)) = decoded else {
+        return Err(state.unavailable("body decoder"));
     };
-    // The records hold what they need from here on: the texts go back to the budget.
-    memory.shrink(raw.capacity());
-    drop(raw);
+    let records = records.map_err(|e| body_error(state, e))?;
     let count = records.len();
 
     let stored = state.store.ingest(records);
@@ -158,6 +153,30 @@ async fn ingest(req: &HttpRequest, mut payload: web::Payload, state: &State) -> 
         accepted: done.stored,
         duplicates: done.duplicates,
     }))
+}
+
+/// A body, gunzipped if it says so, parsed into records within `max_records` and the
+/// request's memory allowance.
+fn decode(
+    raw: &[u8],
+    gzip: bool,
+    format: body::Format,
+    limit: usize,
+    max_records: usize,
+    memory: &mut Reservation,
+) -> Result<Vec<crate::record::Record>, BodyError> {
+    let decoded;
+    let text: &[u8] = if gzip {
+        decoded = body::gunzip_within(raw, limit, memory)?;
+        &decoded
+    } else {
+        raw
+    };
+    let within = Within {
+        max_records,
+        allowance: memory,
+    };
+    batch::parse_batch_within(text, format, &Received::now(), within)
 }
 
 /// An ingest slot, waited for up to [`INGEST_SLOT_WAIT`].

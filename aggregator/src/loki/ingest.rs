@@ -95,43 +95,19 @@ async fn run(
             slots_busy(state),
         ));
     };
-    let body = match compression {
-        // Grown within the budget as it is decompressed.
-        Compression::Gzip => {
-            Cow::Owned(body::gunzip_within(&raw, limit, &mut memory).map_err(body_refused)?)
-        }
-        other => {
-            let body = push::decompress(&raw, other, limit).map_err(refused)?;
-            if let Cow::Owned(ref b) = body {
-                memory.take(b.capacity()).map_err(body_refused)?;
-            }
-            body
-        }
-    };
-    if encoding == Encoding::Protobuf {
-        // Snappy says how large the message is before it is decompressed.
-        if let Ok(len) = snap::raw::decompress_len(&body) {
-            memory.take(len.min(limit)).map_err(body_refused)?;
-        }
-    }
-    let streams = push::decode(&body, encoding, limit).map_err(refused)?;
-    let total: usize = streams.iter().map(|s| s.entries.len()).sum();
+    // Decoding costs CPU in proportion to the body: it runs on the blocking pool, so that
+    // a large or hostile body never holds up the other connections of this worker.
     let max_records = state.limits.max_records_per_request;
-    if total > max_records {
-        return Err(body_refused(BodyError::TooManyRecords {
-            limit: max_records,
-        }));
-    }
-    // What the entries and the records made of them hold, once the texts are gone.
-    let held: usize = streams
-        .iter()
-        .flat_map(|s| &s.entries)
-        .map(|e| 2 * batch::record_cost(e.line.len()))
-        .sum();
-    memory.give_back(memory.bytes());
-    drop(body);
-    drop(raw);
-    memory.take(held).map_err(body_refused)?;
+    let decoded = web::block(move || {
+        let streams = decode(&raw, compression, encoding, limit, max_records, &mut memory);
+        (streams, memory)
+    })
+    .await;
+    let Ok((streams, memory)) = decoded else {
+        return Err(LokiError::unavailable("body decoder"));
+    };
+    let streams = streams?;
+    let total: usize = streams.iter().map(|s| s.entries.len()).sum();
     if total == 0 {
         return Ok(HttpResponse::NoContent().finish());
     }
@@ -152,6 +128,54 @@ async fn run(
         .inc_by(total as u64 - stored);
     state.metrics.batch_records.observe(total as f64);
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// A push body, decompressed and decoded into streams within `max_records` and the
+/// request's memory allowance, which then holds what the entries need.
+fn decode(
+    raw: &[u8],
+    compression: Compression,
+    encoding: Encoding,
+    limit: usize,
+    max_records: usize,
+    memory: &mut crate::admission::Reservation,
+) -> Result<Vec<PushStream>, LokiError> {
+    let body = match compression {
+        // Grown within the budget as it is decompressed.
+        Compression::Gzip => {
+            Cow::Owned(body::gunzip_within(raw, limit, memory).map_err(body_refused)?)
+        }
+        other => {
+            let body = push::decompress(raw, other, limit).map_err(refused)?;
+            if let Cow::Owned(ref b) = body {
+                memory.take(b.capacity()).map_err(body_refused)?;
+            }
+            body
+        }
+    };
+    if encoding == Encoding::Protobuf {
+        // Snappy says how large the message is before it is decompressed.
+        if let Ok(len) = snap::raw::decompress_len(&body) {
+            memory.take(len.min(limit)).map_err(body_refused)?;
+        }
+    }
+    let streams = push::decode(&body, encoding, limit).map_err(refused)?;
+    let total: usize = streams.iter().map(|s| s.entries.len()).sum();
+    if total > max_records {
+        return Err(body_refused(BodyError::TooManyRecords {
+            limit: max_records,
+        }));
+    }
+    // What the entries and the records made of them hold, once the texts are gone.
+    let held: usize = streams
+        .iter()
+        .flat_map(|s| &s.entries)
+        .map(|e| 2 * batch::record_cost(e.line.len()))
+        .sum();
+    memory.give_back(memory.bytes());
+    drop(body);
+    memory.take(held).map_err(body_refused)?;
+    Ok(streams)
 }
 
 /// Stores every entry once; answers how many were newly stored.
