@@ -1,7 +1,12 @@
 //! Unit tests of the file set: reading, rotation, truncation, recovery.
 
 use super::*;
+use std::fs;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::batch::Ack;
 
 fn settings() -> ReadSettings {
     ReadSettings {
