@@ -19,7 +19,7 @@
 //! `discovery` follows them (new, rotated, truncated), `recovery` finds files renamed
 //! while the sidecar was down, `reading` reads chunks, `positions` records hand-overs
 //! and acknowledgements, `copies` recognises copies (copytruncate), `finished`
-//! remembers closed rotated files.
+//! remembers closed rotated files, `limit` keeps within `MAX_OPEN_FILES`.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -33,6 +33,7 @@ use crate::lines::Line;
 mod copies;
 mod discovery;
 mod finished;
+mod limit;
 mod matching;
 mod positions;
 mod reading;
@@ -48,6 +49,8 @@ pub struct ReadSettings {
     pub partial_line_timeout: Duration,
     pub rotate_wait: Duration,
     pub release_unacked_after: Duration,
+    /// Files held open at most (`MAX_OPEN_FILES`); see `limit`.
+    pub max_open_files: usize,
 }
 
 /// What discovery found, for the tailer's log and metrics.
@@ -78,6 +81,27 @@ pub enum Event {
     },
     Forgotten {
         path: PathBuf,
+    },
+    /// Over `MAX_OPEN_FILES`: a rotated file read to its end and acknowledged was closed
+    /// before its rotate wait.
+    ClosedForLimit {
+        path: PathBuf,
+    },
+    /// Over `MAX_OPEN_FILES`: closed, its position kept; reopened when there is room.
+    Parked {
+        path: PathBuf,
+        rotated: bool,
+        unread: u64,
+    },
+    /// A parked file opened again.
+    Reopened {
+        path: PathBuf,
+    },
+    /// A parked file that could not be found again (deleted, or moved out of its
+    /// directory): `unread` bytes of it, at least, were never read.
+    Lost {
+        path: PathBuf,
+        unread: u64,
     },
 }
 
@@ -145,6 +169,9 @@ struct Tracked {
     size: u64,
     last_growth: Instant,
     rotated_at: Option<Instant>,
+    /// Closed to stay within `MAX_OPEN_FILES`, its position kept: opened again (by
+    /// path, else by identity in its directory) when there is room. `file` is `None`.
+    parked: bool,
 }
 
 /// Every file being followed, with its checkpoints.
@@ -211,6 +238,11 @@ impl FileSet {
                 )
             })
             .collect()
+    }
+
+    /// Files held open now (at most `max_open_files` after each discovery).
+    pub fn open_files(&self) -> usize {
+        self.files.iter().filter(|t| t.file.is_some()).count()
     }
 
     pub fn len(&self) -> usize {

@@ -32,16 +32,7 @@ impl FileSet {
             // Against the furthest read, a chunk still being handed over included: a file
             // truncated while one is on its way is as truncated as any other.
             if size < t.read_offset.max(t.seen.offset) || !same_start {
-                events.push(Event::Truncated {
-                    path: t.path.clone(),
-                });
-                let key = t.key;
-                // Kept a while: a copy of what it held (copytruncate) continues it.
-                let mut origin = Origin::of(t, self.checkpoints.get(&key));
-                origin.truncated = true;
-                self.truncated.push((origin, now));
-                self.checkpoints.reset(&key);
-                self.files.remove(i);
+                self.drop_truncated(i, now, &mut events);
                 continue;
             }
             if size != t.size {
@@ -55,6 +46,10 @@ impl FileSet {
         let named = self.paths().into_iter().map(|p| (p, false));
         let siblings = self.siblings().into_iter().map(|p| (p, true));
         for (path, sibling) in named.chain(siblings) {
+            // A burst of new files never holds more than the limit open for long.
+            if self.open_files() > self.settings.max_open_files {
+                self.keep_within_limit(now, &mut events, false);
+            }
             let Ok(meta) = fs::metadata(&path) else {
                 continue;
             };
@@ -70,8 +65,14 @@ impl FileSet {
             if let Some(t) = self
                 .files
                 .iter_mut()
-                .find(|t| t.key.dev == dev && t.key.ino == ino && t.file.is_some())
+                .find(|t| t.key.dev == dev && t.key.ino == ino && (t.file.is_some() || t.parked))
             {
+                // Closed for the limit: its size, by its path, says whether it has
+                // anything to read (a shrunk one is looked at too: truncated?).
+                if t.parked && meta.len() != t.size {
+                    t.size = meta.len();
+                    t.last_growth = now;
+                }
                 if !sibling {
                     t.rotated_at = None;
                 } else if t.rotated_at.is_none() {
@@ -171,6 +172,7 @@ impl FileSet {
                 size: meta.len(),
                 last_growth: now,
                 rotated_at: sibling.then_some(now),
+                parked: false,
             });
         }
         // New streams reach the disk before any of their lines is sent.
@@ -182,7 +184,11 @@ impl FileSet {
         // 3. Files no longer named: rotated; closed once drained and quiet.
         let settings = &self.settings;
         let mut released = Vec::new();
-        for t in self.files.iter_mut().filter(|t| t.file.is_some()) {
+        for t in self
+            .files
+            .iter_mut()
+            .filter(|t| t.file.is_some() || t.parked)
+        {
             if present.contains(&(t.key.dev, t.key.ino)) {
                 continue;
             }
@@ -192,6 +198,10 @@ impl FileSet {
                 });
                 now
             });
+            if t.parked {
+                // Released once reopened and read; see `limit`.
+                continue;
+            }
             let drained = t.read_offset >= t.size && !t.skipping;
             let quiet = now.duration_since(t.last_growth) >= settings.rotate_wait;
             let acked = t.committed >= t.read_offset;
@@ -212,6 +222,23 @@ impl FileSet {
         for key in released {
             self.forget(&key);
         }
+        // 4. Within MAX_OPEN_FILES: files closed, or reopened when there is room.
+        self.keep_within_limit(now, &mut events, true);
         events
+    }
+
+    /// Drops the file at `i`, found truncated in place: a new instance is met at the next
+    /// discovery. Kept a while as the origin of a copy (copytruncate), which continues it.
+    pub(super) fn drop_truncated(&mut self, i: usize, now: Instant, events: &mut Vec<Event>) {
+        let t = &self.files[i];
+        events.push(Event::Truncated {
+            path: t.path.clone(),
+        });
+        let key = t.key;
+        let mut origin = Origin::of(t, self.checkpoints.get(&key));
+        origin.truncated = true;
+        self.truncated.push((origin, now));
+        self.checkpoints.reset(&key);
+        self.files.remove(i);
     }
 }

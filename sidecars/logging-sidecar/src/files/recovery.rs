@@ -49,6 +49,7 @@ impl FileSet {
                             size,
                             last_growth: now,
                             rotated_at: Some(now),
+                            parked: false,
                         },
                     );
                 }
@@ -58,6 +59,7 @@ impl FileSet {
                 }
             }
         }
+        self.keep_within_limit(now, &mut events, true);
         events
     }
 }
@@ -76,7 +78,7 @@ pub(super) fn still_the_same(file: &File, saved: &Saved) -> bool {
 }
 
 /// A file with `key`'s device, inode and fingerprint in the directory of `last_path`.
-fn find_in_dir(last_path: &Path, key: &FileKey) -> Option<(PathBuf, File, u64)> {
+pub(super) fn find_in_dir(last_path: &Path, key: &FileKey) -> Option<(PathBuf, File, u64)> {
     let dir = last_path.parent()?;
     for entry in fs::read_dir(dir).ok()?.flatten() {
         let path = entry.path();

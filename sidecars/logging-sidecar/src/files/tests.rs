@@ -8,6 +8,8 @@ use std::path::Path;
 
 use crate::batch::Ack;
 
+mod limit;
+
 fn settings() -> ReadSettings {
     ReadSettings {
         read_chunk_bytes: 4096,
@@ -15,6 +17,7 @@ fn settings() -> ReadSettings {
         partial_line_timeout: Duration::from_secs(3600),
         rotate_wait: Duration::ZERO,
         release_unacked_after: Duration::from_secs(3600),
+        max_open_files: 1024,
     }
 }
 
