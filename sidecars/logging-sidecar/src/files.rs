@@ -15,7 +15,8 @@
 //! when the tailer reports the chunk handed over ([`FileSet::handed_over`]), and the
 //! checkpoint only when the aggregator acknowledged it ([`FileSet::acknowledge`]).
 //!
-//! One job per module: `matching` names the files the path or glob stands for,
+//! One job per module: `matching` names the files the path or glob stands for (with
+//! `expand`, which walks a glob over names that need not be UTF-8),
 //! `discovery` follows them (new, rotated, truncated), `recovery` finds files renamed
 //! while the sidecar was down, `reading` reads chunks, `positions` records hand-overs
 //! and acknowledgements, `copies` recognises copies (copytruncate), `finished`
@@ -32,6 +33,7 @@ use crate::lines::Line;
 
 mod copies;
 mod discovery;
+mod expand;
 mod finished;
 mod limit;
 mod matching;

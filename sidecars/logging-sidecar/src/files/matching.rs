@@ -7,14 +7,12 @@ use std::path::{Path, PathBuf};
 use super::FileSet;
 
 impl FileSet {
+    /// The path, or what the glob names now (file names that are not UTF-8 included).
     pub(super) fn paths(&self) -> Vec<PathBuf> {
         if !self.is_glob {
             return vec![PathBuf::from(&self.pattern)];
         }
-        match glob::glob(&self.pattern) {
-            Ok(paths) => paths.filter_map(Result::ok).collect(),
-            Err(_) => Vec::new(),
-        }
+        super::expand::expand(&self.pattern)
     }
 
     /// In single-path mode, the usual rotation siblings of the path: `app.log.1`,
