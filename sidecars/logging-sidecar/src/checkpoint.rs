@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fingerprint::FileKey;
+use crate::fingerprint::{Birth, FileKey};
 
 /// The checkpoint file's name inside the state directory.
 pub const CHECKPOINT_FILE: &str = "logging-sidecar-checkpoints.json";
@@ -62,6 +62,16 @@ pub struct Entry {
     /// record of its own). Absent in files written before it existed: false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skipping: bool,
+    /// The file's birth time (nanoseconds since the epoch), where the file system keeps
+    /// one: a new file given a reused inode has another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born: Option<u64>,
+    /// How many of its first bytes the file held when first met, and their hash (hex):
+    /// at offset 0, where there is no `tail`, a file rewritten alike is told apart by them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_len: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
 }
 
 /// What is saved of one file.
@@ -73,6 +83,9 @@ pub struct Saved {
     pub tail: Option<u64>,
     /// Inside an over-long line whose rest is skipped.
     pub skipping: bool,
+    /// What tells this instance from a new file with its inode and first line, even at
+    /// offset 0 (see [`crate::fingerprint::Birth`]).
+    pub birth: Birth,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -138,6 +151,11 @@ impl Checkpoints {
                 }
             };
             let tail = e.tail.as_deref().map(|t| hex("tail", t)).transpose()?;
+            let head = match (e.head_len, &e.head) {
+                (Some(len), Some(h)) => Some((len, hex("head", h)?)),
+                (None, None) => None,
+                _ => return Err(corrupt("head_len and head go together".into())),
+            };
             let path = match &e.path_bytes {
                 None => PathBuf::from(&e.path),
                 Some(h) => {
@@ -152,6 +170,7 @@ impl Checkpoints {
                     stream,
                     tail,
                     skipping: e.skipping,
+                    birth: Birth { born: e.born, head },
                 },
             );
         }
@@ -244,6 +263,9 @@ impl Checkpoints {
                     stream: Some(format!("{:016x}", e.stream)),
                     tail: e.tail.map(|t| format!("{t:x}")),
                     skipping: e.skipping,
+                    born: e.birth.born,
+                    head_len: e.birth.head.map(|(len, _)| len),
+                    head: e.birth.head.map(|(_, h)| format!("{h:x}")),
                 })
                 .collect(),
         };
@@ -300,6 +322,7 @@ mod tests {
             stream,
             tail: None,
             skipping: false,
+            birth: Birth::default(),
         }
     }
 
@@ -366,6 +389,38 @@ mod tests {
         fs::write(
             dir.path().join(CHECKPOINT_FILE),
             br#"{"version":2,"files":[{"dev":1,"ino":2,"fingerprint":"abc","offset":5,"path":"/a","path_bytes":"2fz"}]}"#,
+        )
+        .unwrap();
+        assert!(Checkpoints::load(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_birth_is_saved_and_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cp = Checkpoints::empty(dir.path());
+        let birth = Birth {
+            born: Some(1_796_671_822_557_841_863),
+            head: Some((12, 0xfeed)),
+        };
+        cp.register(
+            key(5),
+            Saved {
+                birth,
+                ..saved(3, "/a")
+            },
+        );
+        cp.save().unwrap();
+        assert_eq!(
+            Checkpoints::load(dir.path())
+                .unwrap()
+                .get(&key(5))
+                .unwrap()
+                .birth,
+            birth
+        );
+        fs::write(
+            dir.path().join(CHECKPOINT_FILE),
+            br#"{"version":2,"files":[{"dev":1,"ino":2,"fingerprint":"abc","offset":0,"path":"/a","head_len":3}]}"#,
         )
         .unwrap();
         assert!(Checkpoints::load(dir.path()).is_err());

@@ -181,6 +181,8 @@ impl Origin {
                     .filter(|s| s.offset == t.committed)
                     .and_then(|s| s.tail),
                 skipping: saved.is_some_and(|s| s.offset == t.committed && s.skipping),
+                // A copy is born of its own (set where it is registered).
+                birth: saved.map(|s| s.birth).unwrap_or_default(),
             },
         }
     }

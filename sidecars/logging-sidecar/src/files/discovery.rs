@@ -10,7 +10,7 @@ use super::copies::{CopyCheck, Origin};
 use super::recovery::still_the_same;
 use super::{Event, FileSet, Seen, Tracked};
 use crate::checkpoint::Saved;
-use crate::fingerprint::{self, FileKey};
+use crate::fingerprint::{self, Birth, FileKey};
 
 impl FileSet {
     /// Matches the path or glob against the disk; see the module comment.
@@ -132,6 +132,7 @@ impl FileSet {
                             });
                             Saved {
                                 path: path.clone(),
+                                birth: Birth::of(&file),
                                 ..saved
                             }
                         }
@@ -144,6 +145,7 @@ impl FileSet {
                             stream: fingerprint::new_stream(&key),
                             tail: None,
                             skipping: false,
+                            birth: Birth::of(&file),
                         },
                     };
                     let at = (saved.offset, saved.stream, saved.skipping, false);

@@ -64,11 +64,12 @@ impl FileSet {
     }
 }
 
-/// Whether `file` still holds, before the saved offset, the bytes it held when
-/// checkpointed (a checkpoint without a tail hash is taken on trust).
+/// Whether `file` is still the file checkpointed as `saved`: born when it was, with the
+/// first bytes it had when first met, and holding, before the saved offset, the bytes it
+/// held then (at offset 0 there is no tail hash: birth and first bytes decide).
 pub(super) fn still_the_same(file: &File, saved: &Saved) -> bool {
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if saved.offset > len {
+    if saved.offset > len || !saved.birth.matches(file) {
         return false;
     }
     match saved.tail {

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::batch::Ack;
 
+mod identity;
 mod limit;
 
 fn settings() -> ReadSettings {
