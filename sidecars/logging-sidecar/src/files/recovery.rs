@@ -24,6 +24,9 @@ impl FileSet {
             .map(|(k, saved)| (*k, saved.clone()))
             .collect();
         for (key, saved) in missing {
+            if self.open_files() > self.settings.max_open_files {
+                self.keep_within_limit(now, &mut events, false);
+            }
             let (offset, last_path) = (saved.offset, saved.path.clone());
             match find_in_dir(&last_path, &key) {
                 Some((path, file, size)) if size > offset && still_the_same(&file, &saved) => {

@@ -122,3 +122,38 @@ fn more_live_files_than_the_limit_are_all_followed() {
     assert_eq!(got, want);
     assert_eq!(set.len(), 4);
 }
+
+/// Files renamed away while the sidecar was down, found again at start, stay within the
+/// limit as they are found, and are all read to their end.
+#[test]
+fn files_recovered_at_start_stay_within_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["a", "b", "c"];
+    let pattern = dir.path().join("*.log");
+    let now = Instant::now();
+    let mut set = limited(&pattern, 8);
+    for n in names {
+        append(&dir.path().join(format!("{n}.log")), &format!("{n} read\n"));
+    }
+    assert_eq!(follow(&mut set, now, 1).0.len(), 3);
+    set.save_checkpoints().unwrap();
+    for n in names {
+        let log = dir.path().join(format!("{n}.log"));
+        append(&log, &format!("{n} while down\n"));
+        fs::rename(&log, dir.path().join(format!("{n}.old"))).unwrap();
+    }
+    let mut s = settings();
+    s.max_open_files = 1;
+    let mut again = FileSet::new(
+        pattern.to_str().unwrap(),
+        s,
+        Checkpoints::load(dir.path()).unwrap(),
+    );
+    let mut events = again.discover(now);
+    events.extend(again.recover(now));
+    assert_eq!(again.open_files(), 1, "{events:?}");
+    let (mut got, _) = follow(&mut again, now, 6);
+    got.sort();
+    assert_eq!(got, ["a while down", "b while down", "c while down"]);
+    assert!(again.is_empty());
+}
