@@ -8,13 +8,15 @@
 //! `event_id`s, which the aggregator stores once.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fingerprint::FileKey;
+use crate::fingerprint::{Birth, FileKey};
 
 /// The checkpoint file's name inside the state directory.
 pub const CHECKPOINT_FILE: &str = "logging-sidecar-checkpoints.json";
@@ -40,8 +42,14 @@ pub struct Entry {
     /// The fingerprint in hex, as in `event_id`.
     pub fingerprint: String,
     pub offset: u64,
-    /// Where the file was last seen, to find it again after a rename.
-    pub path: PathBuf,
+    /// Where the file was last seen, to find it again after a rename; a name that is
+    /// not valid UTF-8 is written here with its bad bytes replaced, and exactly in
+    /// `path_bytes`.
+    pub path: String,
+    /// The path's bytes in hex, only when they are not valid UTF-8 (JSON strings must
+    /// be); older sidecars ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_bytes: Option<String>,
     /// The file's stream (16 hex digits): the middle part of its lines' `event_id`s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
@@ -54,6 +62,16 @@ pub struct Entry {
     /// record of its own). Absent in files written before it existed: false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skipping: bool,
+    /// The file's birth time (nanoseconds since the epoch), where the file system keeps
+    /// one: a new file given a reused inode has another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born: Option<u64>,
+    /// How many of its first bytes the file held when first met, and their hash (hex):
+    /// at offset 0, where there is no `tail`, a file rewritten alike is told apart by them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_len: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
 }
 
 /// What is saved of one file.
@@ -65,6 +83,9 @@ pub struct Saved {
     pub tail: Option<u64>,
     /// Inside an over-long line whose rest is skipped.
     pub skipping: bool,
+    /// What tells this instance from a new file with its inode and first line, even at
+    /// offset 0 (see [`crate::fingerprint::Birth`]).
+    pub birth: Birth,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -130,14 +151,26 @@ impl Checkpoints {
                 }
             };
             let tail = e.tail.as_deref().map(|t| hex("tail", t)).transpose()?;
+            let head = match (e.head_len, &e.head) {
+                (Some(len), Some(h)) => Some((len, hex("head", h)?)),
+                (None, None) => None,
+                _ => return Err(corrupt("head_len and head go together".into())),
+            };
+            let path = match &e.path_bytes {
+                None => PathBuf::from(&e.path),
+                Some(h) => {
+                    path_from_hex(h).ok_or_else(|| corrupt(format!("bad path_bytes {h:?}")))?
+                }
+            };
             cp.entries.insert(
                 key,
                 Saved {
                     offset: e.offset,
-                    path: e.path,
+                    path,
                     stream,
                     tail,
                     skipping: e.skipping,
+                    birth: Birth { born: e.born, head },
                 },
             );
         }
@@ -218,10 +251,21 @@ impl Checkpoints {
                     ino: k.ino,
                     fingerprint: format!("{:x}", k.fingerprint),
                     offset: e.offset,
-                    path: e.path.clone(),
+                    path: e.path.to_string_lossy().into_owned(),
+                    path_bytes: e.path.to_str().is_none().then(|| {
+                        e.path
+                            .as_os_str()
+                            .as_bytes()
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect()
+                    }),
                     stream: Some(format!("{:016x}", e.stream)),
                     tail: e.tail.map(|t| format!("{t:x}")),
                     skipping: e.skipping,
+                    born: e.birth.born,
+                    head_len: e.birth.head.map(|(len, _)| len),
+                    head: e.birth.head.map(|(_, h)| format!("{h:x}")),
                 })
                 .collect(),
         };
@@ -247,6 +291,18 @@ impl Checkpoints {
     }
 }
 
+/// The path whose bytes `hex` spells (two hex digits a byte); `None` if it spells none.
+fn path_from_hex(hex: &str) -> Option<PathBuf> {
+    if hex.len() % 2 != 0 || !hex.is_ascii() {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some(PathBuf::from(OsString::from_vec(bytes)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +322,7 @@ mod tests {
             stream,
             tail: None,
             skipping: false,
+            birth: Birth::default(),
         }
     }
 
@@ -315,6 +372,58 @@ mod tests {
         assert_eq!(streams.len(), 2);
         assert_ne!(streams[0], streams[1]);
         assert!(cp.is_dirty());
+    }
+
+    #[test]
+    fn a_path_that_is_not_utf8_is_saved_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = PathBuf::from(OsString::from_vec(b"/logs/app-\xff.log".to_vec()));
+        let mut cp = Checkpoints::empty(dir.path());
+        cp.register(key(5), saved(3, "/logs/plain.log"));
+        cp.advance(key(5), 7, None, false, &odd);
+        cp.save().unwrap();
+        let text = fs::read_to_string(dir.path().join(CHECKPOINT_FILE)).unwrap();
+        assert!(text.contains("2f6c6f67732f6170702dff2e6c6f67"), "{text}");
+        let again = Checkpoints::load(dir.path()).unwrap();
+        assert_eq!(again.get(&key(5)).unwrap().path, odd);
+        fs::write(
+            dir.path().join(CHECKPOINT_FILE),
+            br#"{"version":2,"files":[{"dev":1,"ino":2,"fingerprint":"abc","offset":5,"path":"/a","path_bytes":"2fz"}]}"#,
+        )
+        .unwrap();
+        assert!(Checkpoints::load(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_birth_is_saved_and_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cp = Checkpoints::empty(dir.path());
+        let birth = Birth {
+            born: Some(1_796_671_822_557_841_863),
+            head: Some((12, 0xfeed)),
+        };
+        cp.register(
+            key(5),
+            Saved {
+                birth,
+                ..saved(3, "/a")
+            },
+        );
+        cp.save().unwrap();
+        assert_eq!(
+            Checkpoints::load(dir.path())
+                .unwrap()
+                .get(&key(5))
+                .unwrap()
+                .birth,
+            birth
+        );
+        fs::write(
+            dir.path().join(CHECKPOINT_FILE),
+            br#"{"version":2,"files":[{"dev":1,"ino":2,"fingerprint":"abc","offset":0,"path":"/a","head_len":3}]}"#,
+        )
+        .unwrap();
+        assert!(Checkpoints::load(dir.path()).is_err());
     }
 
     #[test]

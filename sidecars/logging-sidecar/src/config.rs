@@ -35,6 +35,7 @@ pub const RELEASE_UNACKED_AFTER: &str = "RELEASE_UNACKED_AFTER";
 pub const SHUTDOWN_GRACE: &str = "SHUTDOWN_GRACE";
 pub const WATCH_MODE: &str = "WATCH_MODE";
 pub const RESCAN_INTERVAL: &str = "RESCAN_INTERVAL";
+pub const MAX_OPEN_FILES: &str = "MAX_OPEN_FILES";
 /// Test hook: `actor:n[,actor:n]` makes `tailer`, `enricher` or `forwarder` fail while
 /// handling its n-th message, to show the supervisor's restart. Unset in production.
 pub const FAULT_INJECT: &str = "LOGGING_SIDECAR_FAULT";
@@ -62,6 +63,9 @@ pub const DEFAULT_ROTATE_WAIT: Duration = Duration::from_secs(1);
 pub const DEFAULT_RELEASE_UNACKED_AFTER: Duration = Duration::from_secs(300);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// Well below the usual soft limit of file descriptors per process (1024 would leave
+/// none for sockets and the checkpoint file).
+pub const DEFAULT_MAX_OPEN_FILES: usize = 512;
 /// The suffix of the old duration variables, still read (with a deprecation warning).
 const LEGACY_MS: &str = "_MS";
 
@@ -93,6 +97,8 @@ pub const SETTINGS_HELP: &str =
     CHECKPOINT_INTERVAL       checkpoint file written at most this often (500ms)
     ROTATE_WAIT               a rotated-away file is read until quiet this long (1s)
     RELEASE_UNACKED_AFTER     a drained rotated file is closed even if unacknowledged (5m)
+    MAX_OPEN_FILES            log files held open at most; beyond, the cheapest to close
+                              are closed, their position kept (512)
     SHUTDOWN_GRACE            time to deliver what was read on SIGTERM (5s)
     RUST_LOG                  log filter (info)
   Durations are written 500ms, 2s, 5m, 1h. The old names with _MS (a number of
@@ -137,6 +143,7 @@ pub struct SidecarConfig {
     pub checkpoint_interval: Duration,
     pub rotate_wait: Duration,
     pub release_unacked_after: Duration,
+    pub max_open_files: usize,
     pub shutdown_grace: Duration,
     pub faults: crate::fault::FaultPlan,
     /// Deprecated settings met, to be logged once logging is up.
@@ -275,6 +282,7 @@ impl SidecarConfig {
                 DEFAULT_RELEASE_UNACKED_AFTER,
                 (0, 86_400_000),
             ),
+            max_open_files: r.bounded(MAX_OPEN_FILES, DEFAULT_MAX_OPEN_FILES, 1..=1_000_000),
             shutdown_grace: ms(&mut r, SHUTDOWN_GRACE, DEFAULT_SHUTDOWN_GRACE, (0, 600_000)),
             faults,
             warnings,
@@ -392,6 +400,20 @@ mod tests {
             "WATCH_MODE",
         ] {
             assert!(text.contains(var), "{var} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn max_open_files_is_bounded_and_named_when_bad() {
+        let env: HashMap<&str, &str> = HashMap::new();
+        let c = SidecarConfig::from_env(&env).unwrap();
+        assert_eq!(c.max_open_files, DEFAULT_MAX_OPEN_FILES);
+        let env: HashMap<&str, &str> = [("MAX_OPEN_FILES", "64")].into();
+        assert_eq!(SidecarConfig::from_env(&env).unwrap().max_open_files, 64);
+        for bad in ["0", "many", "-3", "2000000"] {
+            let env: HashMap<&str, &str> = [("MAX_OPEN_FILES", bad)].into();
+            let text = SidecarConfig::from_env(&env).unwrap_err().to_string();
+            assert!(text.contains("MAX_OPEN_FILES"), "{bad}: {text}");
         }
     }
 

@@ -122,6 +122,50 @@ pub fn evidence_after(file: &File, start: u64, bytes: &[u8]) -> Option<u64> {
     evidence(file, end).ok().flatten()
 }
 
+/// What a file was when the sidecar first met it, to tell it from a new file that has
+/// its device, inode and first line (an inode reused at once, or the file rewritten in
+/// place) when its checkpoint holds no `tail` to compare, at offset 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Birth {
+    /// Its birth time in nanoseconds since the epoch, where the file system keeps one
+    /// (ext4, XFS, Btrfs, tmpfs): a new file on a reused inode is born later.
+    pub born: Option<u64>,
+    /// How many first bytes it held (at most [`PREFIX_BYTES`]), and their
+    /// [`evidence`]: a file rewritten in place keeps its birth time, not its bytes.
+    pub head: Option<(u64, u64)>,
+}
+
+impl Birth {
+    /// `file`'s birth as it is now.
+    pub fn of(file: &File) -> Birth {
+        let Ok(meta) = file.metadata() else {
+            return Birth::default();
+        };
+        let born = meta
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as u64);
+        let len = meta.len().min(PREFIX_BYTES);
+        let head = evidence(file, len).ok().flatten().map(|h| (len, h));
+        Birth { born, head }
+    }
+
+    /// Whether `file` may be the file this birth was taken of: not if it was born at
+    /// another time, nor if its first bytes differ from those it held then.
+    pub fn matches(&self, file: &File) -> bool {
+        if let (Some(then), Some(now)) = (self.born, Birth::of(file).born) {
+            if then != now {
+                return false;
+            }
+        }
+        match self.head {
+            None => true,
+            Some((len, hash)) => evidence(file, len).ok().flatten() == Some(hash),
+        }
+    }
+}
+
 /// A new stream for a file instance met for the first time: 64 bits that no other
 /// file instance, on this host or another sidecar's, is expected to share. Drawn from
 /// the clock, the process, a counter and the file's key, mixed by SplitMix64 (the

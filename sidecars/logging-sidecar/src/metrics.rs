@@ -30,6 +30,9 @@ pub struct Metrics {
     pub batches_in_flight: IntGauge,
     pub lag_bytes: IntGaugeVec,
     pub files_tracked: IntGauge,
+    pub files_open: IntGauge,
+    pub open_file_limit: IntCounterVec,
+    pub parked_lost_bytes: IntCounter,
     pub ack_latency: Histogram,
     pub checkpoint_writes: IntCounter,
     pub checkpoint_errors: IntCounter,
@@ -74,6 +77,11 @@ impl Metrics {
             "Files the tailer holds, rotated ones included.",
         )?;
         registry.register(Box::new(files_tracked.clone()))?;
+        let files_open = IntGauge::new(
+            "logging_sidecar_files_open",
+            "Files the tailer holds open (at most MAX_OPEN_FILES after each discovery).",
+        )?;
+        registry.register(Box::new(files_open.clone()))?;
         let ack_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "logging_sidecar_ack_latency_seconds",
@@ -153,6 +161,18 @@ impl Metrics {
             batches_in_flight,
             lag_bytes,
             files_tracked,
+            files_open,
+            open_file_limit: counter_vec(
+                registry,
+                "open_file_limit_total",
+                "What MAX_OPEN_FILES made the tailer do, by action: released (a rotated file done, closed before ROTATE_WAIT), parked (closed, position kept), reopened, lost (a parked file not found again).",
+                &["action"],
+            )?,
+            parked_lost_bytes: counter(
+                registry,
+                "parked_lost_bytes_total",
+                "Bytes known unread in parked files that were not found again (deleted or moved away while parked).",
+            )?,
             ack_latency,
             checkpoint_writes: counter(
                 registry,

@@ -96,6 +96,22 @@ fn load_checkpoints(state_dir: &Path) -> Checkpoints {
     }
 }
 
+/// Descriptors kept for other uses than log files: sockets, the checkpoint file, the
+/// watch, the standard streams.
+const DESCRIPTOR_SPARE: u64 = 64;
+
+/// The soft limit of open file descriptors of this process, from `/proc/self/limits`
+/// (no unsafe call needed); `None` when unknown or unlimited.
+fn descriptor_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 async fn run(config: SidecarConfig) -> anyhow::Result<()> {
     let registry = Registry::new();
     let metrics = Metrics::register(&registry).context("registering metrics")?;
@@ -103,6 +119,11 @@ async fn run(config: SidecarConfig) -> anyhow::Result<()> {
     let readiness = Arc::new(Readiness::default());
     for warning in &config.warnings {
         log::warn!("{warning}");
+    }
+    if let Some(soft) = descriptor_limit() {
+        if config.max_open_files as u64 + DESCRIPTOR_SPARE > soft {
+            log::warn!(max_open_files = config.max_open_files, descriptor_limit = soft; "MAX_OPEN_FILES leaves too few of the process's file descriptors (ulimit -n) for sockets and the checkpoint file; opening files may fail before the limit is reached. Lower MAX_OPEN_FILES or raise the descriptor limit.");
+        }
     }
     if config.service_name == crate::config::DEFAULT_SERVICE_NAME {
         log::warn!(
@@ -118,6 +139,7 @@ async fn run(config: SidecarConfig) -> anyhow::Result<()> {
             partial_line_timeout: config.partial_line_timeout,
             rotate_wait: config.rotate_wait,
             release_unacked_after: config.release_unacked_after,
+            max_open_files: config.max_open_files,
         },
         load_checkpoints(&config.state_dir),
     );

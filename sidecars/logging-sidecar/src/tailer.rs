@@ -7,7 +7,7 @@
 //! checkpoint file at most every checkpoint interval. Because it awaits each hand-over,
 //! a stalled pipeline stops the reading, but not the discovery: a file event, and a
 //! timer (the rescan interval, or the poll interval in poll mode), still run it, so every
-//! file is opened (and held open) while it is still to be found. Discoveries are at
+//! file is opened (and held open, up to `MAX_OPEN_FILES`) while it is still to be found. Discoveries are at
 //! least a poll interval apart, however many events arrive.
 //!
 //! Under supervision: the read positions and checkpoints live in the actor's fields and
@@ -117,6 +117,7 @@ impl Tailer {
             log_event(&event, &self.metrics);
         }
         self.metrics.files_tracked.set(self.files.len() as i64);
+        self.metrics.files_open.set(self.files.open_files() as i64);
     }
 
     /// The next read step, `after` from now; it replaces one already waiting, so that
@@ -244,6 +245,33 @@ fn log_event(event: &Event, metrics: &Metrics) {
         }
         Event::Forgotten { path } => {
             log::info!(path = path.display().to_string().as_str(); "A checkpointed file no longer exists; its checkpoint is dropped.")
+        }
+        Event::ClosedForLimit { path } => {
+            metrics
+                .open_file_limit
+                .with_label_values(&["released"])
+                .inc();
+            log::warn!(path = path.display().to_string().as_str(); "MAX_OPEN_FILES reached: a rotated log file, read to its end and acknowledged, was closed before ROTATE_WAIT; lines still written to it are not read.")
+        }
+        Event::Parked {
+            path,
+            rotated,
+            unread,
+        } => {
+            metrics.open_file_limit.with_label_values(&["parked"]).inc();
+            log::warn!(path = path.display().to_string().as_str(), rotated = *rotated, unread_bytes = *unread; "MAX_OPEN_FILES reached: a log file was closed, its position kept; it is opened again when there is room (if it is deleted meanwhile, its unread rest is lost).")
+        }
+        Event::Reopened { path } => {
+            metrics
+                .open_file_limit
+                .with_label_values(&["reopened"])
+                .inc();
+            log::info!(path = path.display().to_string().as_str(); "A log file closed for MAX_OPEN_FILES was opened again.")
+        }
+        Event::Lost { path, unread } => {
+            metrics.open_file_limit.with_label_values(&["lost"]).inc();
+            metrics.parked_lost_bytes.inc_by(*unread);
+            log::error!(path = path.display().to_string().as_str(), unread_bytes = *unread; "A log file closed for MAX_OPEN_FILES is gone (deleted or moved away); what was not read of it is lost. Raise MAX_OPEN_FILES.")
         }
     }
 }

@@ -1,13 +1,11 @@
-//! Rotation siblings and copies: finding, in single-path mode, the files the path was
-//! rotated to, and recognising a copy made by copytruncate as the continuation of the
-//! file it was copied from.
+//! Copies: recognising a copy made by copytruncate as the continuation of the file it was
+//! copied from.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{FileSet, Seen, Tracked, COMPRESSED, COPY_MEMORY, COPY_MEMORY_FILES};
+use super::{FileSet, Seen, Tracked, COPY_MEMORY, COPY_MEMORY_FILES};
 use crate::checkpoint::Saved;
 use crate::fingerprint::{self, FileKey, PREFIX_BYTES};
 
@@ -22,42 +20,6 @@ pub(super) enum CopyCheck {
 }
 
 impl FileSet {
-    /// In single-path mode, the usual rotation siblings of the path: `app.log.1`,
-    /// `app.log-20261201`, … (compressed ones excluded). They are only ever opened as
-    /// files already known (renamed, or recovered after a restart) or as copies of one
-    /// (copytruncate); a sibling from before the sidecar is never read.
-    pub(super) fn siblings(&self) -> Vec<PathBuf> {
-        if self.is_glob {
-            return Vec::new();
-        }
-        let path = Path::new(&self.pattern);
-        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-            return Vec::new();
-        };
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        let name = name.as_encoded_bytes();
-        let Ok(entries) = fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                let Some(file) = p.file_name().map(|f| f.as_encoded_bytes()) else {
-                    return false;
-                };
-                file.len() > name.len() + 1
-                    && file.starts_with(name)
-                    && matches!(file[name.len()], b'.' | b'-')
-                    && !COMPRESSED.iter().any(|c| file.ends_with(c.as_bytes()))
-            })
-            .collect()
-    }
-
     /// Whether a file met for the first time is a copy of a known one (copytruncate).
     /// The known file is one truncated in place lately, or one still followed, or (after
     /// a restart) one in the checkpoint. A copy is another file (another inode),
@@ -219,6 +181,8 @@ impl Origin {
                     .filter(|s| s.offset == t.committed)
                     .and_then(|s| s.tail),
                 skipping: saved.is_some_and(|s| s.offset == t.committed && s.skipping),
+                // A copy is born of its own (set where it is registered).
+                birth: saved.map(|s| s.birth).unwrap_or_default(),
             },
         }
     }

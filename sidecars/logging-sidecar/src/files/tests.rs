@@ -1,7 +1,15 @@
 //! Unit tests of the file set: reading, rotation, truncation, recovery.
 
 use super::*;
+use std::fs;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::batch::Ack;
+
+mod identity;
+mod limit;
 
 fn settings() -> ReadSettings {
     ReadSettings {
@@ -10,6 +18,7 @@ fn settings() -> ReadSettings {
         partial_line_timeout: Duration::from_secs(3600),
         rotate_wait: Duration::ZERO,
         release_unacked_after: Duration::from_secs(3600),
+        max_open_files: 1024,
     }
 }
 
@@ -426,4 +435,41 @@ fn late_news_of_a_truncated_instance_leaves_the_new_one_alone() {
         set.handed_over(c.position);
     }
     assert_eq!(fresh, ["banner", "new line"]);
+}
+
+/// A glob follows a file whose name is not valid UTF-8 (byte 0xff), and its checkpoint
+/// is saved and found again: once, the glob skipped it and it was never read.
+#[test]
+fn a_glob_follows_a_name_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"app-\xff.log"));
+    append(&odd, "one\ntwo\n");
+    let pattern = dir.path().join("app-*.log");
+    let now = Instant::now();
+    let mut set = FileSet::new(
+        pattern.to_str().unwrap(),
+        settings(),
+        Checkpoints::empty(dir.path()),
+    );
+    let events = set.discover(now);
+    assert!(
+        events.contains(&Event::Opened {
+            path: odd.clone(),
+            offset: 0
+        }),
+        "{events:?}"
+    );
+    assert_eq!(drain(&mut set, now), ["one", "two"]);
+    set.save_checkpoints().unwrap();
+    append(&odd, "three\n");
+    let mut again = FileSet::new(
+        pattern.to_str().unwrap(),
+        settings(),
+        Checkpoints::load(dir.path()).unwrap(),
+    );
+    again.discover(now);
+    assert_eq!(drain(&mut again, now), ["three"]);
 }

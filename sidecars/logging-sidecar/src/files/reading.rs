@@ -1,0 +1,121 @@
+//! Reading: the next chunk of complete lines, rotated files before current ones and the
+//! current ones in turn.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::time::Instant;
+
+use super::{Chunk, FileSet, Position, Seen};
+use crate::fingerprint;
+use crate::lines;
+
+impl FileSet {
+    /// Reads the next chunk of complete lines, older (rotated) files first.
+    pub fn read(&mut self, now: Instant) -> Option<Chunk> {
+        let cap = self
+            .settings
+            .read_chunk_bytes
+            .max(self.settings.max_line_bytes + 1);
+        // Rotated files first (finish the old before the new), then the current ones in
+        // turn.
+        let n = self.files.len();
+        let rotated = (0..n).filter(|&i| self.files[i].rotated_at.is_some());
+        let current = (0..n)
+            .map(|k| (self.turn + k) % n.max(1))
+            .filter(|&i| self.files[i].rotated_at.is_none());
+        let order: Vec<usize> = rotated.chain(current).collect();
+        self.turn = self.turn.wrapping_add(1);
+        for i in order {
+            let t = &mut self.files[i];
+            let Some(file) = &t.file else { continue };
+            if !t.durable {
+                continue;
+            }
+            // A stat is cheaper than allocating a buffer to learn that nothing is new.
+            if file.metadata().is_ok_and(|m| m.len() <= t.read_offset) {
+                t.partial = None;
+                continue;
+            }
+            let mut buf = vec![0u8; cap];
+            let n = match read_full_at(file, &mut buf, t.read_offset) {
+                Ok(n) => n,
+                Err(e) => {
+                    log::warn!(path = t.path.display().to_string().as_str(), error = e.to_string().as_str(); "Cannot read a log file; it is tried again at the next poll.");
+                    continue;
+                }
+            };
+            if n == 0 {
+                t.partial = None;
+                continue;
+            }
+            buf.truncate(n);
+            let end = t.read_offset + n as u64;
+            if end > t.size {
+                t.size = end;
+                t.last_growth = now;
+            }
+            let tail_start =
+                t.read_offset + memchr::memrchr(b'\n', &buf).map_or(0, |nl| nl as u64 + 1);
+            let at_eof = n < cap;
+            let mut flush = false;
+            if at_eof && tail_start < end && !t.skipping {
+                match t.partial {
+                    Some((start, since)) if start == tail_start => {
+                        flush = now.duration_since(since) >= self.settings.partial_line_timeout;
+                    }
+                    _ => {
+                        t.partial = Some((tail_start, now));
+                        flush = self.settings.partial_line_timeout.is_zero();
+                    }
+                }
+            }
+            let split = lines::split(
+                &buf,
+                t.read_offset,
+                self.settings.max_line_bytes,
+                t.skipping,
+                flush,
+            );
+            if split.consumed == 0 {
+                continue;
+            }
+            buf.truncate(split.consumed);
+            let end_offset = t.read_offset + split.consumed as u64;
+            if end_offset > t.seen.offset {
+                t.seen = Seen {
+                    offset: end_offset,
+                    evidence: fingerprint::evidence_after(file, t.read_offset, &buf),
+                };
+            }
+            return Some(Chunk {
+                key: t.key,
+                stream: t.stream,
+                source: t.path.display().to_string().into(),
+                data: buf,
+                lines: split.lines,
+                position: Position {
+                    key: t.key,
+                    stream: t.stream,
+                    end_offset,
+                    skipping: split.skipping,
+                },
+            });
+        }
+        None
+    }
+}
+
+/// Fills `buf` from `offset` as far as the file goes.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
