@@ -7,8 +7,17 @@
 //! reader from waiting forever: a line longer than the maximum is cut at the maximum
 //! (and the rest of it, up to its newline, skipped), and an unterminated last line that
 //! has sat at the end of the file past the partial-line timeout is taken as it is.
+//!
+//! A chunk gives at most [`MAX_LINES_PER_CHUNK`] lines: the line table costs 24 bytes a
+//! line, so without a cap a chunk of empty lines would cost 24 times its own size (3 MiB
+//! for the default 128 KiB, 24 MiB with `READ_CHUNK_BYTES=1MiB`). The lines after the
+//! cap stay in the file and start the next chunk.
 
 use memchr::memchr_iter;
+
+/// Lines taken from one chunk at most: a 192 KiB line table. A chunk of ordinary lines
+/// (over 16 bytes on average) never reaches it.
+pub const MAX_LINES_PER_CHUNK: usize = 8192;
 
 /// One line inside a chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +46,7 @@ pub struct Split {
 ///
 /// `skipping` says the chunk starts inside an over-long line already cut; `flush_partial`
 /// takes an unterminated tail as a line (the partial-line timeout expired at end of file).
+/// Stops after [`MAX_LINES_PER_CHUNK`] lines; `consumed` then ends with the last of them.
 pub fn split(
     chunk: &[u8],
     offset: u64,
@@ -44,7 +54,7 @@ pub fn split(
     mut skipping: bool,
     flush_partial: bool,
 ) -> Split {
-    let mut lines = Vec::with_capacity(chunk.len() / 128 + 1);
+    let mut lines = Vec::with_capacity((chunk.len() / 128 + 1).min(MAX_LINES_PER_CHUNK));
     let mut start = 0usize;
     for nl in memchr_iter(b'\n', chunk) {
         if skipping {
@@ -53,6 +63,13 @@ pub fn split(
             lines.push(make_line(chunk, start, nl, offset, max_line_bytes));
         }
         start = nl + 1;
+        if lines.len() == MAX_LINES_PER_CHUNK {
+            return Split {
+                lines,
+                consumed: start,
+                skipping: false,
+            };
+        }
     }
     let tail = chunk.len() - start;
     let mut consumed = start;
@@ -132,6 +149,33 @@ mod tests {
         assert_eq!(texts(next, &s), [&b"next"[..]]);
         assert_eq!(s.lines[0].offset, 31);
         assert!(!s.skipping);
+    }
+
+    #[test]
+    fn a_chunk_of_tiny_lines_stops_at_the_line_cap() {
+        let chunk = b"\n".repeat(MAX_LINES_PER_CHUNK * 2 + 3);
+        let s = split(&chunk, 1000, 8, false, true);
+        assert_eq!(s.lines.len(), MAX_LINES_PER_CHUNK);
+        assert_eq!(s.consumed, MAX_LINES_PER_CHUNK);
+        assert!(!s.skipping);
+        // The rest is the next chunk, from where this one stopped.
+        let rest = &chunk[s.consumed..];
+        let next = split(rest, 1000 + s.consumed as u64, 8, false, true);
+        assert_eq!(next.lines.len(), MAX_LINES_PER_CHUNK);
+        assert_eq!(next.lines[0].offset, 1000 + MAX_LINES_PER_CHUNK as u64);
+        let last = split(&rest[next.consumed..], 0, 8, false, true);
+        assert_eq!(last.lines.len(), 3);
+        assert_eq!(last.consumed, 3);
+    }
+
+    #[test]
+    fn the_line_cap_counts_lines_not_the_skipped_rest() {
+        // The first newline ends a line being skipped: it is no line of its own.
+        let mut chunk = b"rest of a cut line\n".to_vec();
+        chunk.extend(b"x\n".repeat(MAX_LINES_PER_CHUNK + 1));
+        let s = split(&chunk, 0, 8, true, false);
+        assert_eq!(s.lines.len(), MAX_LINES_PER_CHUNK);
+        assert_eq!(s.consumed, 19 + 2 * MAX_LINES_PER_CHUNK);
     }
 
     #[test]
