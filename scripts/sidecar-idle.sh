@@ -13,19 +13,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 secs="${SECONDS_PER_CASE:-30}"
-echo "sidecar-idle.sh: building the release binaries (cargo build --release -p logging-sidecar)..." >&2
-cargo build --release --quiet -p logging-sidecar
-bin="${CARGO_TARGET_DIR:-$root/target}/release"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=lib/sidecar-release.sh
+source "$root/scripts/lib/sidecar-release.sh"
 # utime + stime of a process, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 

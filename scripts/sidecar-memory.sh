@@ -32,19 +32,8 @@ cd "$root"
 runs="${RUNS:-3}"
 cases="${CASES:-blank-128KiB one-byte-100k empty-1M line-10MB escape-64KiB json-1M mixed mixed-gzip files-200}"
 read -r -a extra_env <<<"${SIDECAR_ENV:-}"
-echo "sidecar-memory.sh: building the release binaries (cargo build --release -p logging-sidecar)..." >&2
-cargo build --release --quiet -p logging-sidecar
-bin="${CARGO_TARGET_DIR:-$root/target}/release"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=lib/sidecar-release.sh
+source "$root/scripts/lib/sidecar-release.sh"
 wait_health() {
     for _ in $(seq 100); do
         curl -fsS "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0

@@ -32,17 +32,20 @@
 //! them once). Prints a table, one row per size, rate and rotator: the
 //! medians over the runs, and the largest loss.
 
+mod support;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::spawn;
 
 const MB: u64 = 1_000_000;
 const FILLER_LINE: usize = 64 << 10;
@@ -121,30 +124,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(bin: &Path, envs: &[(&str, String)], log: &Path) -> Proc {
-    let mut cmd = Command::new(bin);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(log).unwrap())
-        .env("RUST_LOG", "warn");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    Proc(
-        cmd.spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", bin.display())),
-    )
 }
 
 fn free_port() -> u16 {

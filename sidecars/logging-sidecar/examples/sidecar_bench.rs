@@ -16,14 +16,17 @@
 //! Prints a table, then `BENCH_JSON {...}` as its last line. Before it runs, it builds
 //! the release binaries it needs (when started through cargo).
 
+mod support;
+
 use shared::measure;
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use support::spawn;
 
 struct Args {
     lines: u64,
@@ -83,30 +86,6 @@ fn line(seq: u64, written_us: u64) -> String {
     format!(
         "{{\"timestamp\":\"2026-11-25T12:00:00.000000Z\",\"service\":\"bench\",\"level\":\"INFO\",\"message\":\"GET /users/{} 200\",\"status\":200,\"duration_ms\":1.25,\"request_id\":\"{seq:08x}\",\"seq\":{seq},\"written_us\":{written_us}}}\n",
         seq % 1000
-    )
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(bin: &Path, envs: &[(&str, String)], log: &Path) -> Proc {
-    let mut cmd = Command::new(bin);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(log).unwrap())
-        .env("RUST_LOG", "warn");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    Proc(
-        cmd.spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", bin.display())),
     )
 }
 
@@ -209,7 +188,7 @@ async fn throughput(
         actix_rt::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let pid = sidecar.0.id();
+    let pid = sidecar.id();
     let peak_rss_mib = measure::memory_mib(pid).map_or(0.0, |(_, peak)| peak);
     let cpu_s = measure::cpu_seconds(pid).unwrap_or(0.0);
     Run {
