@@ -493,46 +493,6 @@ mod tests {
     }
 
     #[test]
-    fn terms_count_phrases_and_are_absent_from_older_footers() {
-        let received = Received::now();
-        let records: Vec<_> = (0..100)
-            .map(|i| parse(&format!(r#"{{"message":"Slow upstream {i}"}}"#), &received).unwrap())
-            .collect();
-        let rows: Vec<Row> = records
-            .iter()
-            .enumerate()
-            .map(|(i, record)| Row {
-                id: i as i64,
-                record,
-            })
-            .collect();
-        let g = GroupIndex::build(&rows);
-        let p = |q: &str| Phrase::from_query_text(&crate::query::text_phrase(q).unwrap());
-        assert_eq!(g.phrase_count(&p("slow")), Some(100));
-        assert_eq!(g.phrase_count(&p("SLOW upstream")), Some(100));
-        // Not a term: the group must be read.
-        assert_eq!(g.phrase_count(&p("upstream slow")), None);
-        assert_eq!(g.phrase_count(&p("slow upstream 7")), None);
-        assert_eq!(g.phrase_count(&p("slow*")), None);
-        assert_eq!(g.phrase_count(&p("7")), None);
-        let encoded = SegmentIndex {
-            groups: vec![g.clone()],
-            ids: IdSummary::default(),
-        }
-        .encode();
-        assert_eq!(SegmentIndex::decode(&encoded).unwrap().groups, vec![g]);
-        let mut v: serde_json::Value = serde_json::from_str(&encoded).unwrap();
-        v["groups"][0].as_object_mut().unwrap().remove("terms");
-        let old = SegmentIndex::decode(&v.to_string()).unwrap();
-        assert_eq!(old.groups[0].terms, None);
-        assert_eq!(old.groups[0].phrase_count(&p("slow")), None);
-        v["groups"][0]["terms"] = serde_json::json!([["slow", 101]]);
-        assert!(SegmentIndex::decode(&v.to_string()).is_err());
-        v["groups"][0]["terms"] = serde_json::json!([["slow", 1], ["slow", 2]]);
-        assert!(SegmentIndex::decode(&v.to_string()).is_err());
-    }
-
-    #[test]
     fn version_1_footers_are_read_as_one_block_per_group() {
         let v1 = r#"{"version":1,"groups":[{"rows":3,"ts":[1,2],"ids":[1,3],"labels":[],"words":"","requests":""}],"ids":{"ranges":[],"opaque":0}}"#;
         let index = SegmentIndex::decode(v1).unwrap();

@@ -167,6 +167,10 @@ impl Hasher for Spread {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embedded::filter::Phrase;
+    use crate::embedded::index::{GroupIndex, IdSummary, SegmentIndex};
+    use crate::embedded::segment::Row;
+    use crate::record::{parse, Received};
 
     #[test]
     fn rows_count_once_and_rare_words_are_left_out() {
@@ -211,5 +215,45 @@ mod tests {
         assert!(t.rows_with("w0").is_some());
         assert!(t.rows_with(&format!("w{}", TERMS_KEPT + 9)).is_none());
         assert!(Terms::from_pairs(vec![("a".into(), 1), ("a".into(), 2)]).is_err());
+    }
+
+    #[test]
+    fn terms_count_phrases_and_are_absent_from_older_footers() {
+        let received = Received::now();
+        let records: Vec<_> = (0..100)
+            .map(|i| parse(&format!(r#"{{"message":"Slow upstream {i}"}}"#), &received).unwrap())
+            .collect();
+        let rows: Vec<Row> = records
+            .iter()
+            .enumerate()
+            .map(|(i, record)| Row {
+                id: i as i64,
+                record,
+            })
+            .collect();
+        let g = GroupIndex::build(&rows);
+        let p = |q: &str| Phrase::from_query_text(&crate::query::text_phrase(q).unwrap());
+        assert_eq!(g.phrase_count(&p("slow")), Some(100));
+        assert_eq!(g.phrase_count(&p("SLOW upstream")), Some(100));
+        // Not a term: the group must be read.
+        assert_eq!(g.phrase_count(&p("upstream slow")), None);
+        assert_eq!(g.phrase_count(&p("slow upstream 7")), None);
+        assert_eq!(g.phrase_count(&p("slow*")), None);
+        assert_eq!(g.phrase_count(&p("7")), None);
+        let encoded = SegmentIndex {
+            groups: vec![g.clone()],
+            ids: IdSummary::default(),
+        }
+        .encode();
+        assert_eq!(SegmentIndex::decode(&encoded).unwrap().groups, vec![g]);
+        let mut v: serde_json::Value = serde_json::from_str(&encoded).unwrap();
+        v["groups"][0].as_object_mut().unwrap().remove("terms");
+        let old = SegmentIndex::decode(&v.to_string()).unwrap();
+        assert_eq!(old.groups[0].terms, None);
+        assert_eq!(old.groups[0].phrase_count(&p("slow")), None);
+        v["groups"][0]["terms"] = serde_json::json!([["slow", 101]]);
+        assert!(SegmentIndex::decode(&v.to_string()).is_err());
+        v["groups"][0]["terms"] = serde_json::json!([["slow", 1], ["slow", 2]]);
+        assert!(SegmentIndex::decode(&v.to_string()).is_err());
     }
 }
