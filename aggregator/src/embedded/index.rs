@@ -1,6 +1,7 @@
 //! What a segment's footer says about each row group, so that queries skip the groups
-//! that cannot match: times, ids, counts per (service, level), and Bloom filters over
-//! message words and request ids.
+//! that cannot match, and counts a search without reading them: times, ids, counts per
+//! (service, level), Bloom filters over message words and request ids, and the terms
+//! (frequent words and pairs of words with their row counts, [`super::terms`]).
 //!
 //! Stored as JSON in the footer's key-value metadata under [`INDEX_KEY`] (the filters'
 //! bits in base64), so any Parquet reader sees it and none is disturbed by it.
