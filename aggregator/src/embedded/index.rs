@@ -378,7 +378,10 @@ impl SegmentIndex {
                     requests: None,
                     request_blocks: g.requests.iter().map(bits_to_b64).collect(),
                     block_rows: g.block_rows,
-                    terms: g.terms.as_ref().map(|t| t.pairs().to_vec()),
+                    terms: g
+                        .terms
+                        .as_ref()
+                        .map(|t| t.pairs().map(|(t, n)| (t.to_owned(), n)).collect()),
                 })
                 .collect(),
         };
@@ -416,7 +419,7 @@ impl SegmentIndex {
             let terms = g.terms.map(Terms::from_pairs).transpose()?;
             if terms
                 .as_ref()
-                .is_some_and(|t| t.pairs().iter().any(|&(_, n)| n > g.rows))
+                .is_some_and(|t| t.pairs().any(|(_, n)| n > g.rows))
             {
                 return Err("a term is counted in more rows than the group has".to_owned());
             }

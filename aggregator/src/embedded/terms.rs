@@ -20,34 +20,84 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// found by reading the group (after its Bloom filter), and would make the index large.
 pub const TERM_MIN_ROWS: u32 = 32;
 /// The most terms kept per row group (the most frequent), so that the footer stays
-/// small whatever the messages (at most about 10 KiB per group of 8,192 rows).
+/// small whatever the messages.
 pub const TERMS_KEPT: usize = 512;
+/// The longest word that can be part of a term: a longer one (a token, an encoded
+/// blob) is found by reading the group, and the footer holds at most [`TERMS_KEPT`]
+/// terms of at most about twice this (about 64 KiB per row group).
+pub const TERM_WORD_MAX_BYTES: usize = 64;
 
 /// The terms of a row group with the rows holding each: a lowercased word, or two
-/// adjacent ones joined by a space (a word never holds one), sorted by text.
+/// adjacent ones joined by a space (a word never holds one), sorted by text. Held as one
+/// string and two arrays (every open segment's terms stay in memory).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Terms(Vec<(String, u32)>);
+pub struct Terms {
+    /// The terms one after the other, in order.
+    text: String,
+    /// Term `i` ends at `ends[i]` in `text`.
+    ends: Vec<u32>,
+    /// The rows holding term `i`.
+    rows: Vec<u32>,
+}
 
 impl Terms {
-    /// From stored pairs, in any order; a term given twice is an error.
+    /// From stored pairs, in any order; a term given twice, or longer than a term can
+    /// be, is an error.
     pub fn from_pairs(mut pairs: Vec<(String, u32)>) -> Result<Terms, String> {
         pairs.sort_unstable();
         if pairs.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err("a term is given twice".to_owned());
         }
-        Ok(Terms(pairs))
+        if pairs.len() > TERMS_KEPT
+            || pairs
+                .iter()
+                .any(|(t, _)| t.len() > 2 * TERM_WORD_MAX_BYTES + 1)
+        {
+            return Err("more terms, or longer ones, than a group keeps".to_owned());
+        }
+        let mut t = Terms {
+            text: String::with_capacity(pairs.iter().map(|(t, _)| t.len()).sum()),
+            ends: Vec::with_capacity(pairs.len()),
+            rows: Vec::with_capacity(pairs.len()),
+        };
+        for (term, n) in pairs {
+            t.text.push_str(&term);
+            t.ends.push(t.text.len() as u32);
+            t.rows.push(n);
+        }
+        Ok(t)
     }
 
-    pub fn pairs(&self) -> &[(String, u32)] {
-        &self.0
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn term(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.text.get(start..self.ends[i] as usize).unwrap_or("")
+    }
+
+    /// Every term with its rows, in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, u32)> + '_ {
+        (0..self.len()).map(|i| (self.term(i), self.rows[i]))
     }
 
     /// The rows holding `term`, when it is one of the terms.
     pub fn rows_with(&self, term: &str) -> Option<u32> {
-        self.0
-            .binary_search_by(|(t, _)| t.as_str().cmp(term))
-            .ok()
-            .map(|i| self.0[i].1)
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.term(mid).cmp(term) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(self.rows[mid]),
+            }
+        }
+        None
     }
 
     /// The rows holding the adjacent words `a` then `b`, when that pair is a term.
@@ -56,7 +106,7 @@ impl Terms {
     }
 
     pub fn bytes(&self) -> usize {
-        self.0.iter().map(|(t, _)| t.len() + 28).sum()
+        self.text.len() + 8 * self.rows.len() + 72
     }
 }
 
@@ -79,11 +129,16 @@ impl TermCounter {
     /// Word `w` (lowercased, hash `h` from [`crate::embedded::index::key_hash`]) is in
     /// row `row`.
     pub fn word(&mut self, row: u32, h: u64, w: &str) {
-        self.add(row, h, w, None);
+        if w.len() <= TERM_WORD_MAX_BYTES {
+            self.add(row, h, w, None);
+        }
     }
 
     /// Words `a` (hash `ha`) then `b` (hash `hb`) are adjacent in row `row`.
     pub fn pair(&mut self, row: u32, ha: u64, a: &str, hb: u64, b: &str) {
+        if a.len() > TERM_WORD_MAX_BYTES || b.len() > TERM_WORD_MAX_BYTES {
+            return;
+        }
         let mut h = (ha.rotate_left(23) ^ hb).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         h ^= h >> 29;
         self.add(row, h, a, Some(b));
@@ -139,8 +194,7 @@ impl TermCounter {
             kept.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             kept.truncate(TERMS_KEPT);
         }
-        kept.sort_unstable();
-        Terms(kept)
+        Terms::from_pairs(kept).unwrap_or_default()
     }
 }
 
@@ -181,7 +235,15 @@ mod tests {
             c.pair(row, 1, "timeout", 2, "again");
         }
         c.word(0, 3, "rare");
+        let long = "x".repeat(TERM_WORD_MAX_BYTES + 1);
+        for row in 0..TERM_MIN_ROWS {
+            c.word(row, 4, &long);
+            c.pair(row, 1, "timeout", 4, &long);
+        }
         let t = c.finish();
+        assert_eq!(t.rows_with(&long), None);
+        assert_eq!(t.rows_with_pair("timeout", &long), None);
+        assert_eq!(t.len(), 2);
         assert_eq!(t.rows_with("timeout"), Some(TERM_MIN_ROWS));
         assert_eq!(t.rows_with_pair("timeout", "again"), Some(TERM_MIN_ROWS));
         assert_eq!(t.rows_with("rare"), None);
@@ -211,7 +273,7 @@ mod tests {
             }
         }
         let t = c.finish();
-        assert_eq!(t.pairs().len(), TERMS_KEPT);
+        assert_eq!(t.len(), TERMS_KEPT);
         assert!(t.rows_with("w0").is_some());
         assert!(t.rows_with(&format!("w{}", TERMS_KEPT + 9)).is_none());
         assert!(Terms::from_pairs(vec![("a".into(), 1), ("a".into(), 2)]).is_err());
