@@ -82,6 +82,20 @@ impl Phrase {
                 return false;
             }
         }
+        self.matches_words(text)
+    }
+
+    /// The substring searchers of the whole words (all but a prefix), in order.
+    pub fn finders(&self) -> &[memchr::memmem::Finder<'static>] {
+        &self.finders
+    }
+
+    /// Whether `text`'s words hold the phrase: the exact comparison alone, for a text
+    /// that a cheaper test has not rejected.
+    pub fn matches_words(&self, text: &str) -> bool {
+        if self.words.is_empty() {
+            return false;
+        }
         let n = self.words.len();
         let got: Vec<&str> = text
             .split(|c: char| !c.is_alphanumeric())

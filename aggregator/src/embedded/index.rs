@@ -1,17 +1,20 @@
 //! What a segment's footer says about each row group, so that queries skip the groups
-//! that cannot match: times, ids, counts per (service, level), and Bloom filters over
-//! message words and request ids.
+//! that cannot match, and counts a search without reading them: times, ids, counts per
+//! (service, level), Bloom filters over message words and request ids, and the terms
+//! (frequent words and pairs of words with their row counts, [`super::terms`]).
 //!
 //! Stored as JSON in the footer's key-value metadata under [`INDEX_KEY`] (the filters'
 //! bits in base64), so any Parquet reader sees it and none is disturbed by it.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::filter::{lower, Filter};
+use super::filter::{lower, Filter, Phrase};
 use super::segment::Row;
+use super::terms::{TermCounter, Terms};
 
 /// The footer key of the index.
 pub const INDEX_KEY: &str = "log_aggregator.index";
@@ -96,15 +99,19 @@ pub struct GroupIndex {
     /// The request ids of each block of `block_rows` rows (the last one shorter).
     pub requests: Vec<Bloom>,
     pub block_rows: u32,
+    /// The words and adjacent pairs of words held by many rows, with their row counts
+    /// ([`crate::embedded::terms`]); `None` in files written before them.
+    pub terms: Option<Terms>,
 }
 
 impl GroupIndex {
     pub fn build(rows: &[Row<'_>]) -> GroupIndex {
         let mut labels: HashMap<(Option<&str>, Option<&str>), u32> = HashMap::new();
         let mut words = HashSet::new();
+        let mut terms = TermCounter::default();
         let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
         let (mut first_id, mut last_id) = (i64::MAX, i64::MIN);
-        for r in rows {
+        for (row, r) in rows.iter().enumerate() {
             let rec = r.record;
             ts_min = ts_min.min(rec.ts_us);
             ts_max = ts_max.max(rec.ts_us);
@@ -114,15 +121,24 @@ impl GroupIndex {
                 .entry((rec.service.as_deref(), rec.level.as_deref()))
                 .or_default() += 1;
             if let Some(m) = &rec.message {
+                let row = row as u32;
+                let mut prev: Option<(u64, Cow<str>)> = None;
                 for w in m.split(|c: char| !c.is_alphanumeric()) {
                     if w.is_empty() {
                         continue;
                     }
-                    if w.bytes().all(|b| !b.is_ascii_uppercase()) && w.is_ascii() {
-                        words.insert(key_hash(w.as_bytes()));
+                    let w = if w.is_ascii() && !w.bytes().any(|b| b.is_ascii_uppercase()) {
+                        Cow::Borrowed(w)
                     } else {
-                        words.insert(key_hash(lower(w).as_bytes()));
+                        Cow::Owned(lower(w))
+                    };
+                    let h = key_hash(w.as_bytes());
+                    words.insert(h);
+                    terms.word(row, h, &w);
+                    if let Some((ph, pw)) = &prev {
+                        terms.pair(row, *ph, pw, h, &w);
                     }
+                    prev = Some((h, w));
                 }
             }
         }
@@ -152,7 +168,24 @@ impl GroupIndex {
             words: Bloom::build(&words, WORD_BITS_PER_KEY),
             requests,
             block_rows: BLOCK_ROWS as u32,
+            terms: Some(terms.finish()),
         }
+    }
+
+    /// The rows of this group that hold `p`, when its terms say: `p` is one whole word
+    /// or two, and a term of the group. The count is exactly what checking every
+    /// message with [`Phrase::matches`] gives.
+    pub fn phrase_count(&self, p: &Phrase) -> Option<u64> {
+        let terms = self.terms.as_ref()?;
+        if p.prefix {
+            return None;
+        }
+        let n = match p.words.as_slice() {
+            [w] => terms.rows_with(w)?,
+            [a, b] => terms.rows_with_pair(a, b)?,
+            _ => return None,
+        };
+        Some(u64::from(n))
     }
 
     /// The `[start, end)` rows of the blocks whose filter may hold request id `key`,
@@ -303,6 +336,10 @@ struct EncodedGroup {
     request_blocks: Vec<String>,
     #[serde(default)]
     block_rows: u32,
+    /// Frequent words and pairs with their row counts: files written before them have
+    /// none (and older readers ignore the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    terms: Option<Vec<(String, u32)>>,
 }
 
 fn bits_to_b64(b: &Bloom) -> String {
@@ -341,6 +378,10 @@ impl SegmentIndex {
                     requests: None,
                     request_blocks: g.requests.iter().map(bits_to_b64).collect(),
                     block_rows: g.block_rows,
+                    terms: g
+                        .terms
+                        .as_ref()
+                        .map(|t| t.pairs().map(|(t, n)| (t.to_owned(), n)).collect()),
                 })
                 .collect(),
         };
@@ -375,6 +416,13 @@ impl SegmentIndex {
             {
                 return Err("the request filters do not match the rows".to_owned());
             }
+            let terms = g.terms.map(Terms::from_pairs).transpose()?;
+            if terms
+                .as_ref()
+                .is_some_and(|t| t.pairs().any(|(_, n)| n > g.rows))
+            {
+                return Err("a term is counted in more rows than the group has".to_owned());
+            }
             groups.push(GroupIndex {
                 rows: g.rows,
                 ts_min: g.ts.0,
@@ -385,6 +433,7 @@ impl SegmentIndex {
                 words: b64_to_bits(&g.words)?,
                 requests,
                 block_rows,
+                terms,
             });
         }
         Ok(SegmentIndex { groups, ids: e.ids })
@@ -398,6 +447,7 @@ impl SegmentIndex {
                     + g.requests.iter().map(|b| b.bytes() + 24).sum::<usize>()
                     + 64
                     + g.labels.len() * 64
+                    + g.terms.as_ref().map_or(0, Terms::bytes)
             })
             .sum()
     }

@@ -21,10 +21,12 @@
 //! that could not be read; see docs/log-aggregator.md.
 
 mod bodies;
+mod count_ahead;
 pub mod dedup;
 pub mod engine;
 pub mod filter;
 pub mod flusher;
+mod group_text;
 pub mod import;
 pub mod index;
 pub mod memory;
@@ -33,11 +35,14 @@ pub mod recover;
 pub mod scan;
 pub mod search;
 pub mod segment;
+pub mod terms;
 pub mod wal;
 pub mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod text_tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -67,7 +67,6 @@ pub fn scan(
     if q.order == Order::Desc {
         order.reverse();
     }
-    let mut scratch = Vec::new();
     for si in order {
         scan_segment(
             &view.segments[si],
@@ -76,7 +75,6 @@ pub fn scan(
             &after,
             true,
             &mut best,
-            &mut scratch,
             deadline,
             given,
         )?;

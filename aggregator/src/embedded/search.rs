@@ -7,13 +7,18 @@
 //! a group is skipped, without reading it, when its index says it cannot match (time,
 //! labels, the Bloom filters of words and request ids), or when it cannot beat the
 //! page already held. `total` comes from counts when only service and level filter,
-//! otherwise from counting the matches of every group that may hold one. Bodies are
-//! read last, only for the rows of the page. The deadline is checked between groups.
+//! otherwise from counting the matches of every group that may hold one: from the
+//! group's terms for a search of one or two words that are frequent in it
+//! ([`super::terms`]), by reading it otherwise (on several threads the first time a
+//! filter is asked, [`super::count_ahead`]). Bodies are read last, only for the rows of
+//! the page. The deadline is checked between groups.
 
 use std::time::Instant;
 
 use super::bodies::SegmentBodies;
+use super::count_ahead::count_ahead;
 use super::filter::{After, Filter};
+use super::group_text::matching_values;
 use super::index::key_hash;
 use super::memory::{Chunk, View};
 use super::segment::{Segment, COL_BODY, COL_ID, COL_LEVEL, COL_MESSAGE, COL_SERVICE, COL_TS};
@@ -172,6 +177,12 @@ pub fn query(
         }
     }
     timeout(deadline, given)?;
+    // A text search's first count may read every message; a request-id lookup reads
+    // the few blocks its filters point at, and counting those apart would read them
+    // twice, so only text searches count ahead.
+    if !counted && f.phrase.is_some() {
+        count_ahead(&view.segments, &f, deadline, given)?;
+    }
     // Newest (or oldest) segments first, so that the page fills early and older groups
     // are skipped.
     let mut order: Vec<usize> = (0..view.segments.len()).collect();
@@ -180,17 +191,7 @@ pub fn query(
     }
     for si in order {
         let seg = &view.segments[si];
-        total += scan_segment(
-            seg,
-            si,
-            &f,
-            &after,
-            counted,
-            &mut best,
-            &mut scratch,
-            deadline,
-            given,
-        )?;
+        total += scan_segment(seg, si, &f, &after, counted, &mut best, deadline, given)?;
     }
     best.trim();
     fetch_page(view, best.hits, q.limit, total)
@@ -209,17 +210,16 @@ pub(super) fn scan_segment(
     after: &After,
     counted: bool,
     best: &mut Best,
-    scratch: &mut Vec<String>,
     deadline: Instant,
     given: std::time::Duration,
 ) -> Result<u64, StoreError> {
     if !counted {
         if let Some(n) = seg.matched.get(f) {
-            scan_groups(seg, si, f, after, true, best, scratch, deadline, given)?;
+            scan_groups(seg, si, f, after, true, best, deadline, given)?;
             return Ok(n);
         }
     }
-    let n = scan_groups(seg, si, f, after, counted, best, scratch, deadline, given)?;
+    let n = scan_groups(seg, si, f, after, counted, best, deadline, given)?;
     if !counted {
         seg.matched.put(f, n);
     }
@@ -227,14 +227,13 @@ pub(super) fn scan_segment(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn scan_groups(
+pub(super) fn scan_groups(
     seg: &Segment,
     si: usize,
     f: &Filter,
     after: &After,
     counted: bool,
     best: &mut Best,
-    scratch: &mut Vec<String>,
     deadline: Instant,
     given: std::time::Duration,
 ) -> Result<u64, StoreError> {
@@ -273,9 +272,23 @@ fn scan_groups(
                 }
                 continue;
             }
-            if gi.inside_time(f) && f.request_id.is_none() && f.phrase.is_none() {
-                total += gi.label_count(f);
-                continue;
+            if gi.inside_time(f) && f.request_id.is_none() {
+                // Labels and times alone: the group's counts say. A phrase too: its
+                // terms may, when every row has the labels asked for.
+                let labels = gi.label_count(f);
+                match &f.phrase {
+                    None => {
+                        total += labels;
+                        continue;
+                    }
+                    Some(p) if labels == u64::from(gi.rows) => {
+                        if let Some(n) = gi.phrase_count(p) {
+                            total += n;
+                            continue;
+                        }
+                    }
+                    Some(_) => {}
+                }
             }
         }
         timeout(deadline, given)?;
@@ -303,8 +316,13 @@ fn scan_groups(
         } else {
             Some(seg.read_strings(g, COL_LEVEL).map_err(seg_err)?)
         };
-        let messages = match f.phrase {
-            Some(_) => Some(seg.read_strings(g, COL_MESSAGE).map_err(seg_err)?),
+        // Which messages hold the phrase, searched over the whole group at once.
+        let messages = match &f.phrase {
+            Some(p) => {
+                let m = seg.read_strings(g, COL_MESSAGE).map_err(seg_err)?;
+                let found = matching_values(p, &m);
+                Some((m, found))
+            }
             None => None,
         };
         // Only the blocks whose filter may hold the request id: their pages alone are
@@ -333,8 +351,8 @@ fn scan_groups(
                     continue;
                 }
             }
-            if let Some(m) = &messages {
-                if !f.text_ok(m.get(row), scratch) {
+            if let Some((m, found)) = &messages {
+                if !m.slot(row).is_some_and(|v| found.get(v) == Some(&true)) {
                     continue;
                 }
             }

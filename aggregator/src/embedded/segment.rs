@@ -18,7 +18,8 @@
 //! footer's key-value metadata `log_aggregator.index` holds, per row group, what
 //! queries prune with: the time and id range, the record count per (service, level), a
 //! Bloom filter over the words of the messages and one over the request ids of each
-//! block ([`crate::embedded::index`]).
+//! block, and the words and pairs of words many of its rows hold, with their row
+//! counts ([`crate::embedded::index`], [`crate::embedded::terms`]).
 //!
 //! A segment is written to a `.tmp` name, synced, then renamed: a file with the final
 //! name is always whole.

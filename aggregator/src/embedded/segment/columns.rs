@@ -247,21 +247,63 @@ impl Strings {
         Ok(Strings { text, ends, slots })
     }
 
+    /// A column of `values` (`None` for a missing one), as a reader would build it.
+    #[cfg(test)]
+    pub fn of(values: &[Option<&str>]) -> Strings {
+        let present = values
+            .iter()
+            .flatten()
+            .map(|v| ByteArray::from(v.as_bytes().to_vec()))
+            .collect();
+        let defs = values.iter().map(|v| i16::from(v.is_some())).collect();
+        Strings::new(present, Some(defs), values.len()).expect("whole UTF-8 values")
+    }
+
     /// The value of row `i`.
     pub fn get(&self, i: usize) -> Option<&str> {
-        let slot = match &self.slots {
-            None => i,
+        self.value(self.slot(i)?)
+    }
+
+    /// The index of row `i`'s value; `None` when it is missing.
+    pub fn slot(&self, i: usize) -> Option<usize> {
+        match &self.slots {
+            None => (i < self.ends.len()).then_some(i),
             Some(s) => match s.get(i) {
-                Some(&u32::MAX) | None => return None,
-                Some(&s) => s as usize,
+                Some(&u32::MAX) | None => None,
+                Some(&s) => Some(s as usize),
             },
-        };
+        }
+    }
+
+    /// How many values there are (missing ones not counted).
+    pub fn values(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Value `slot`, by its index.
+    pub fn value(&self, slot: usize) -> Option<&str> {
+        self.text.get(self.range(slot)?)
+    }
+
+    /// Where value `slot` lies in [`Self::text`].
+    pub fn range(&self, slot: usize) -> Option<std::ops::Range<usize>> {
         let end = *self.ends.get(slot)?;
         let start = match slot {
             0 => 0,
             _ => *self.ends.get(slot - 1)?,
         };
-        self.text.get(start..end)
+        Some(start..end)
+    }
+
+    /// Every value one after the other, without separators: a search over the whole
+    /// group costs one pass instead of a call per value.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Where each value ends in [`Self::text`], in value order.
+    pub fn ends(&self) -> &[usize] {
+        &self.ends
     }
 
     pub fn bytes(&self) -> usize {
