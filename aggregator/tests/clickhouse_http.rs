@@ -85,7 +85,10 @@ async fn a_query_past_its_deadline_answers_503_and_is_stopped() {
             break page;
         }
         assert_eq!(status.as_u16(), 503, "{page}");
-        assert!(std::time::Instant::now() < deadline, "never answered: {page}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never answered: {page}"
+        );
     };
     assert_eq!(page["total"], 1000);
 }

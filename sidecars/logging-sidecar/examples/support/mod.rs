@@ -9,8 +9,10 @@ use shared::testkit::Process;
 pub fn spawn(bin: &Path, envs: &[(&str, String)], log: &Path) -> Process {
     let mut envs = envs.to_vec();
     envs.push(("RUST_LOG", "warn".to_owned()));
-    let name = log.file_stem().and_then(|s| s.to_str()).unwrap_or("process");
+    let name = log
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("process");
     let dir = log.parent().unwrap_or(Path::new("."));
-    Process::spawn(name, bin, &[], &envs, dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()))
+    Process::spawn(name, bin, &[], &envs, dir).unwrap_or_else(|e| panic!("{}: {e}", bin.display()))
 }
