@@ -136,15 +136,7 @@ mod tests {
     /// printed; `GROUP_TEXT_SEED=<n>` replays one run.
     #[test]
     fn the_group_search_agrees_with_the_row_match_on_random_messages() {
-        let seed = std::env::var("GROUP_TEXT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-                    | 1
-            });
+        let seed = shared::testkit::SeededRng::seed_from_env("GROUP_TEXT_SEED");
         println!("GROUP_TEXT_SEED={seed}");
         let mut x = seed;
         let mut next = move |n: u64| {

@@ -168,15 +168,7 @@ fn check_pages(view: &View, all: &[(i64, Record)], mut q: LogQuery, what: &str) 
 
 #[test]
 fn text_search_with_and_without_terms_agrees_with_the_row_check() {
-    let seed = std::env::var("TEXT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        });
+    let seed = shared::testkit::SeededRng::seed_from_env("TEXT_SEED");
     println!("TEXT_SEED={seed}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();

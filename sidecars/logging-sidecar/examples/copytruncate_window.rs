@@ -45,6 +45,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shared::testkit::free_port;
 use support::spawn;
 
 const MB: u64 = 1_000_000;
@@ -124,14 +125,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A plain HTTP/1.0 GET: the body, or `None` while the server is not up.
