@@ -25,7 +25,10 @@ use super::stored::View;
 use super::Loki;
 use crate::batch;
 use crate::body::{self, Allowance, BodyError};
-use crate::ingest::{admission_refusal, body_status, ingest_slot, read_body, slots_busy};
+use crate::ingest::{
+    admission_refusal, body_status, decode_off_worker, ingest_slot, read_body, slots_busy,
+    INLINE_DECODE_MAX_BYTES,
+};
 use crate::query::Order;
 use crate::record::Received;
 use crate::routes::State;
@@ -95,15 +98,15 @@ async fn run(
             slots_busy(state),
         ));
     };
-    // Decoding costs CPU in proportion to the body: it runs on the blocking pool, so that
-    // a large or hostile body never holds up the other connections of this worker.
+    // Decoded in place only when small and not gzip or deflate (`INLINE_DECODE_MAX_BYTES`).
     let max_records = state.limits.max_records_per_request;
-    let decoded = web::block(move || {
+    let inline = compression == Compression::None && raw.len() < INLINE_DECODE_MAX_BYTES;
+    let decoded = decode_off_worker(inline, move || {
         let streams = decode(&raw, compression, encoding, limit, max_records, &mut memory);
         (streams, memory)
     })
     .await;
-    let Ok((streams, memory)) = decoded else {
+    let Some((streams, memory)) = decoded else {
         return Err(LokiError::unavailable("body decoder"));
     };
     let streams = streams?;
