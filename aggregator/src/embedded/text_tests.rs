@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use shared::testkit::SeededRng as Rng;
+
 use super::filter::{After, Filter};
 use super::memory::View;
 use super::search;
@@ -29,17 +31,6 @@ const WORDS: [&str; 9] = [
     "conn",
 ];
 const GROUP_ROWS: usize = 512;
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
 
 fn message(rng: &mut Rng) -> Option<String> {
     match rng.below(20) {
@@ -168,9 +159,9 @@ fn check_pages(view: &View, all: &[(i64, Record)], mut q: LogQuery, what: &str) 
 
 #[test]
 fn text_search_with_and_without_terms_agrees_with_the_row_check() {
-    let seed = shared::testkit::SeededRng::seed_from_env("TEXT_SEED");
+    let seed = Rng::seed_from_env("TEXT_SEED");
     println!("TEXT_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let all = records(&mut rng, 3000);
     let with_terms = segments(dir.path(), &all);
