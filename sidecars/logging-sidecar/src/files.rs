@@ -197,6 +197,8 @@ pub struct FileSet {
     /// Rotated files read to their end and closed: a sibling found again later is not
     /// opened again.
     finished: Finished,
+    /// Events found by a read (a truncation), reported by the next discovery.
+    pending_events: Vec<Event>,
 }
 
 /// How long a truncated file's checkpoint is kept for a copy of it to be found.
@@ -216,6 +218,7 @@ impl FileSet {
             truncated: Vec::new(),
             deferred: Vec::new(),
             finished: Finished::default(),
+            pending_events: Vec::new(),
         }
     }
 

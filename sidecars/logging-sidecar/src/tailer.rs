@@ -343,9 +343,12 @@ impl Handler<ReadStep> for Tailer {
             self.discover(now);
         }
         let Some(chunk) = self.files.read(now) else {
-            // An event not yet discovered (a new file, say) is looked at as soon as a
-            // discovery is allowed; otherwise the next event, or the idle interval.
-            let wait = if self.woken && !until.is_zero() {
+            // An event not yet discovered (a new file, say), or a truncation the read
+            // found, is looked at as soon as a discovery is allowed; otherwise the next
+            // event, or the idle interval.
+            let wait = if self.files.wants_discovery() {
+                self.until_discovery(Instant::now())
+            } else if self.woken && !until.is_zero() {
                 until
             } else {
                 self.idle_interval()

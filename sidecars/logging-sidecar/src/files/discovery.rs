@@ -15,7 +15,7 @@ use crate::fingerprint::{self, Birth, FileKey};
 impl FileSet {
     /// Matches the path or glob against the disk; see the module comment.
     pub fn discover(&mut self, now: Instant) -> Vec<Event> {
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.pending_events);
         // 1. Files already open: growth, truncation.
         let mut i = 0;
         while i < self.files.len() {

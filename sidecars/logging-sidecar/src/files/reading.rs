@@ -6,13 +6,45 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
-use super::{Chunk, FileSet, Position, Seen};
+use super::{Chunk, FileSet, Position, Seen, Tracked};
 use crate::fingerprint;
 use crate::lines;
 
+/// What one pass over the files found.
+enum Step {
+    Chunk(Chunk),
+    Nothing,
+    /// The file at this index no longer holds what was read of it.
+    Truncated(usize),
+}
+
 impl FileSet {
     /// Reads the next chunk of complete lines, older (rotated) files first.
+    ///
+    /// A file found truncated in place on the way (it grew past the offset read, but
+    /// what lies before that offset changed) is dropped here as discovery drops one, and
+    /// its event waits for the next discovery ([`FileSet::wants_discovery`]).
     pub fn read(&mut self, now: Instant) -> Option<Chunk> {
+        loop {
+            match self.read_step(now) {
+                Step::Chunk(chunk) => return Some(chunk),
+                Step::Nothing => return None,
+                Step::Truncated(i) => {
+                    let mut events = std::mem::take(&mut self.pending_events);
+                    self.drop_truncated(i, now, &mut events);
+                    self.pending_events = events;
+                }
+            }
+        }
+    }
+
+    /// Whether a read found something only a discovery completes (a truncated file's
+    /// new instance is met by discovery).
+    pub fn wants_discovery(&self) -> bool {
+        !self.pending_events.is_empty()
+    }
+
+    fn read_step(&mut self, now: Instant) -> Step {
         let cap = self
             .settings
             .read_chunk_bytes
@@ -36,6 +68,11 @@ impl FileSet {
             if file.metadata().is_ok_and(|m| m.len() <= t.read_offset) {
                 t.partial = None;
                 continue;
+            }
+            // Discoveries are a poll interval apart; a file truncated and written past
+            // its old offset since the last one must not be read on from that offset.
+            if !still_this_instance(file, t) {
+                return Step::Truncated(i);
             }
             let mut buf = vec![0u8; cap];
             let n = match read_full_at(file, &mut buf, t.read_offset) {
@@ -88,7 +125,7 @@ impl FileSet {
                     evidence: fingerprint::evidence_after(file, t.read_offset, &buf),
                 };
             }
-            return Some(Chunk {
+            return Step::Chunk(Chunk {
                 key: t.key,
                 stream: t.stream,
                 source: t.path.display().to_string().into(),
@@ -102,7 +139,28 @@ impl FileSet {
                 },
             });
         }
-        None
+        Step::Nothing
+    }
+}
+
+/// Whether `file` still holds what was read of `t` below its read offset: the same first
+/// line, and (when the last read ended there) the same bytes just before the offset, as
+/// [`fingerprint::evidence`] sums them. Two small reads per chunk; an error reading
+/// them is no evidence of a truncation.
+fn still_this_instance(file: &File, t: &Tracked) -> bool {
+    if t.read_offset == 0 {
+        return true;
+    }
+    if let Ok(fp) = fingerprint::of_file(file) {
+        if fp != Some(t.key.fingerprint) {
+            return false;
+        }
+    }
+    match t.seen.evidence {
+        Some(seen) if t.seen.offset == t.read_offset => {
+            fingerprint::evidence(file, t.read_offset).map_or(true, |now| now == Some(seen))
+        }
+        _ => true,
     }
 }
 

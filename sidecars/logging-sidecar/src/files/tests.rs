@@ -437,6 +437,42 @@ fn late_news_of_a_truncated_instance_leaves_the_new_one_alone() {
     assert_eq!(fresh, ["banner", "new line"]);
 }
 
+/// A file truncated in place and written past its old offset before any discovery looks
+/// at it (a burst right after logrotate's copytruncate): the next read must not go on
+/// from the old offset under the old stream, which would send the lines beyond it twice
+/// (once more when the new instance is read from 0) and lose the ones below it. Once,
+/// the read step did just that whenever it ran before the next discovery.
+#[test]
+fn a_file_truncated_and_regrown_before_a_discovery_is_read_from_its_start() {
+    for first in ["first line", "banner"] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let old: String = (0..20).map(|i| format!("old line {i}\n")).collect();
+        append(&log, &format!("{first}\n{old}"));
+        let now = Instant::now();
+        let mut set = watching(&log);
+        set.discover(now);
+        assert_eq!(drain(&mut set, now).len(), 21);
+        // Truncated, then written past the old end: with another first line, and with
+        // the same one (only the bytes before the old offset tell).
+        let second = if first == "banner" {
+            "banner"
+        } else {
+            "second line"
+        };
+        let new: Vec<String> = (0..40).map(|i| format!("new line {i}")).collect();
+        fs::File::create(&log).unwrap();
+        append(&log, &format!("{second}\n{}\n", new.join("\n")));
+        // Read before any discovery, then discover and read the rest.
+        let mut got = drain(&mut set, now);
+        set.discover(now);
+        got.extend(drain(&mut set, now));
+        let mut want = vec![second.to_owned()];
+        want.extend(new);
+        assert_eq!(got, want, "first line {first:?}");
+    }
+}
+
 /// A glob follows a file whose name is not valid UTF-8 (byte 0xff), and its checkpoint
 /// is saved and found again: once, the glob skipped it and it was never read.
 #[test]
