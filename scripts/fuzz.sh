@@ -21,8 +21,7 @@
 # `RUSTC_BOOTSTRAP=1 cargo fuzz run -s none -a <target> fuzz/artifacts/<target>/<file>`.
 #
 # cargo-fuzz needs nightly Rust's -Z flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain
-# accept them. No sanitizer (-s none): the fuzzed code has no `unsafe` (the only unsafe
-# block of the workspace binds SQLite statements, which no target reaches), so
+# accept them. No sanitizer (-s none): the fuzzed code has no `unsafe`, so
 # AddressSanitizer would only slow the runs; debug assertions (-a) are on, so an
 # arithmetic overflow is a crash. cargo-fuzz is installed from crates.io when missing.
 set -euo pipefail

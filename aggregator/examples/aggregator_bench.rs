@@ -1,10 +1,10 @@
-//! Whole-system figures for the aggregator, for each store side by side: durable ingest
-//! over HTTP, the server's CPU per million records, bytes on disk per raw byte, query
+//! Whole-system figures for the aggregator on its default store: durable ingest over
+//! HTTP, the server's CPU per million records, bytes on disk per raw byte, query
 //! latency, memory, and restart time.
 //!
 //! ```text
 //! cargo run --release -p log-aggregator --example aggregator_bench -- \
-//!     [--records N] [--quick] [--stores embedded,sqlite] [--queries N] [--keep DIR]
+//!     [--records N] [--quick] [--queries N] [--keep DIR]
 //! ```
 //!
 //! The real `log-aggregator` binary (built beside this example) runs as a child process
@@ -17,8 +17,10 @@
 //! request-id lookup, a text search (a word in 1% of records, a phrase in 0.5%, a
 //! phrase in 12.5%), and `/logs/count`. Then SIGTERM, the bytes in `DATA_DIR`, a
 //! restart timed until `/health` answers, and the memory after it. The last line of
-//! stdout is `BENCH_JSON {...}`: each figure as `<store>_<figure>`. `--keep DIR` leaves
-//! each store in `DIR/<store>` for a look afterwards (with DuckDB or pyarrow).
+//! stdout is `BENCH_JSON {...}`: each figure as `embedded_<figure>`, the keys it had
+//! when the SQLite store was measured beside it, so that saved results still compare
+//! (BENCHMARKS.md keeps that store's last figures). `--keep DIR` leaves the store in `DIR/embedded` for a look afterwards (with
+//! DuckDB or pyarrow). The ClickHouse store has its own benchmark, `clickhouse_bench`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -40,11 +42,13 @@ use harness::{
 };
 use table::{print_bench_json, query_json, Table};
 
+/// The store measured, and the prefix of its figures' keys.
+const STORE: &str = "embedded";
+
 struct Options {
     records: usize,
     queries: usize,
-    stores: Vec<String>,
-    /// Where the stores go (kept afterwards); a temporary directory when absent.
+    /// Where the store goes (kept afterwards); a temporary directory when absent.
     keep: Option<PathBuf>,
 }
 
@@ -52,7 +56,6 @@ fn options() -> Result<Options, String> {
     let mut o = Options {
         records: 1_000_000,
         queries: 300,
-        stores: vec!["embedded".into(), "sqlite".into()],
         keep: None,
     };
     let mut args = std::env::args().skip(1);
@@ -62,7 +65,7 @@ fn options() -> Result<Options, String> {
                 o.records = 100_000;
                 o.queries = 60;
             }
-            "--records" | "--queries" | "--stores" | "--keep" => {
+            "--records" | "--queries" | "--keep" => {
                 let v = args.next().ok_or(format!("{a} needs a value"))?;
                 match a.as_str() {
                     "--records" => {
@@ -71,8 +74,7 @@ fn options() -> Result<Options, String> {
                     "--queries" => {
                         o.queries = v.parse().map_err(|e| format!("--queries {v}: {e}"))?
                     }
-                    "--keep" => o.keep = Some(PathBuf::from(v)),
-                    _ => o.stores = v.split(',').map(str::to_owned).collect(),
+                    _ => o.keep = Some(PathBuf::from(v)),
                 }
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -164,18 +166,15 @@ fn main() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("aggregator_bench: {e}");
-            eprintln!("usage: aggregator_bench [--records N] [--quick] [--stores embedded,sqlite] [--queries N] [--keep DIR]");
+            eprintln!("usage: aggregator_bench [--records N] [--quick] [--queries N] [--keep DIR]");
             std::process::exit(2);
         }
     };
     let start_us = Utc::now().timestamp_micros() - opts.records as i64 * 100;
-    let mut all = Vec::new();
-    for store in &opts.stores {
-        let f = actix_rt::System::new().block_on(measure(store, &opts, start_us));
-        all.push((store.clone(), f));
-    }
+    let f = actix_rt::System::new().block_on(measure(STORE, &opts, start_us));
+    let all = vec![(STORE.to_owned(), f)];
 
-    println!("log-aggregator benchmark: {} records per store, batches of {BATCH_RECORDS}, {INGEST_CONCURRENCY} in flight", opts.records);
+    println!("log-aggregator benchmark: {} records, batches of {BATCH_RECORDS}, {INGEST_CONCURRENCY} in flight", opts.records);
     let table = Table::start(&all, 44, 12);
     table.row(
         "ingest over HTTP, durable (records/s)",

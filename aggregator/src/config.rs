@@ -81,8 +81,8 @@ pub const DEFAULT_CLICKHOUSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The settings help text, shown by `--help`.
 pub const SETTINGS_HELP: &str = "    LISTEN_ADDR            address to serve on (0.0.0.0:8080)
-    STORE                  embedded: the log store (segments and a log, in DATA_DIR);
-                           sqlite: the SQLite store of earlier versions (embedded);
+    STORE                  embedded: the log store (segments and a log, in DATA_DIR;
+                           a SQLite store of earlier versions found there is imported);
                            clickhouse: a ClickHouse server (CLICKHOUSE_URL), shared by
                            any number of aggregators
     CLICKHOUSE_URL         STORE=clickhouse: the server's HTTP interface, such as
@@ -105,7 +105,7 @@ pub const SETTINGS_HELP: &str = "    LISTEN_ADDR            address to serve on 
     PAGE_SIZE_MAX          largest limit= accepted by GET /logs (1000; at most 10000)
     SYNC_MODE              normal: an acknowledged batch survives a process crash;
                            full: also a power loss, at the cost of an fsync per batch (normal)
-    READER_THREADS         threads answering queries, each with its own connection (2)
+    READER_THREADS         threads answering queries (2)
     WORKERS                HTTP worker threads (2)
     SHUTDOWN_GRACE         time allowed to finish requests on SIGTERM (30s)
     MAX_RECORDS_PER_REQUEST  records one POST /logs may hold; more is a 413 (100000)
@@ -122,13 +122,14 @@ pub const SETTINGS_HELP: &str = "    LISTEN_ADDR            address to serve on 
     RUST_LOG               log filter (info)
 ";
 
-/// How hard a commit pushes data to the disk (SQLite's `synchronous` in WAL mode).
+/// How hard a commit pushes data to the disk before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {
-    /// The WAL is written at each commit but synced only at checkpoints: a committed
-    /// batch survives `kill -9` (it is in the OS page cache), not a power loss.
+    /// The write-ahead log is written at each commit but not synced: a committed batch
+    /// survives `kill -9` (it is in the OS page cache), not a power loss.
     Normal,
-    /// The WAL is synced at each commit: a committed batch survives a power loss too.
+    /// The log is synced (`fdatasync`) at each group commit: a committed batch survives
+    /// a power loss too.
     Full,
 }
 
@@ -144,14 +145,16 @@ impl std::str::FromStr for SyncMode {
     }
 }
 
+/// Why `STORE=sqlite` is refused: the store is gone, but its files are not lost.
+const SQLITE_REMOVED: &str = "the SQLite store was removed: the default store, embedded, \
+imports a DATA_DIR that holds one (logs.db) on its first start with every record, so \
+unset STORE or set it to embedded (or clickhouse)";
+
 /// Which store keeps the records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
     /// The log store: a write-ahead log and Parquet segments (the default).
     Embedded,
-    /// The SQLite store of earlier versions, kept for comparison until it is retired;
-    /// the embedded store imports its `logs.db` on first start.
-    Sqlite,
     /// A ClickHouse server, shared by any number of aggregators (see
     /// [`crate::clickhouse`]).
     ClickHouse,
@@ -163,9 +166,9 @@ impl std::str::FromStr for StoreKind {
     fn from_str(s: &str) -> Result<StoreKind, String> {
         match s.to_ascii_lowercase().as_str() {
             "embedded" => Ok(StoreKind::Embedded),
-            "sqlite" => Ok(StoreKind::Sqlite),
             "clickhouse" => Ok(StoreKind::ClickHouse),
-            _ => Err("expected embedded, sqlite or clickhouse".to_owned()),
+            "sqlite" => Err(SQLITE_REMOVED.to_owned()),
+            _ => Err("expected embedded or clickhouse".to_owned()),
         }
     }
 }
@@ -471,6 +474,19 @@ mod tests {
         let env: HashMap<&str, &str> = [("INGEST_MAX_REQUESTS", "4")].into();
         let c = AggregatorConfig::from_env(&env).unwrap();
         assert_eq!(c.limits.ingest_max_requests_per_client, 4);
+    }
+
+    #[test]
+    fn the_removed_sqlite_store_is_refused_with_the_way_to_upgrade() {
+        let env: HashMap<&str, &str> = [("STORE", "sqlite")].into();
+        let errors = AggregatorConfig::from_env(&env).unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(errors.0[0].var, "STORE");
+        assert!(errors.0[0].reason.contains("removed"), "{errors}");
+        assert!(errors.0[0].reason.contains("imports"), "{errors}");
+        let env: HashMap<&str, &str> = [("STORE", "lmdb")].into();
+        let errors = AggregatorConfig::from_env(&env).unwrap_err();
+        assert_eq!(errors.0[0].reason, "expected embedded or clickhouse");
     }
 
     #[test]

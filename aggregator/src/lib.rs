@@ -18,8 +18,6 @@
 //! - [`store`]: the one store interface the handlers use, whatever the backend.
 //! - [`embedded`]: the log store (the default backend): a write-ahead log, a memory
 //!   buffer and compressed Parquet segments.
-//! - [`sqlite`]: the SQLite backend of earlier versions (`STORE=sqlite`), also the
-//!   source the embedded store imports from.
 //! - [`clickhouse`]: the ClickHouse backend (`STORE=clickhouse`): the records in a
 //!   ClickHouse server shared by any number of aggregators, exactly once across them.
 //! - [`metrics`]: the aggregator's Prometheus metrics.
@@ -43,5 +41,4 @@ pub mod query;
 pub mod record;
 pub mod routes;
 pub mod server;
-pub mod sqlite;
 pub mod store;

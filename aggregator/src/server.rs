@@ -20,7 +20,6 @@ use crate::config::{AggregatorConfig, StoreKind, SETTINGS_HELP};
 use crate::embedded::Embedded;
 use crate::metrics::Metrics;
 use crate::routes::{self, State, SERVICE};
-use crate::sqlite::Sqlite;
 use crate::store::Store;
 
 /// How often the store's threads are checked.
@@ -57,7 +56,6 @@ pub async fn serve(config: AggregatorConfig) -> anyhow::Result<()> {
     let metrics = Metrics::register(&registry).context("register metrics")?;
     let store = match config.store {
         StoreKind::Embedded => Store::new(Embedded::start(&config, &metrics)?),
-        StoreKind::Sqlite => Store::new(Sqlite::start(&config, &metrics)?),
         StoreKind::ClickHouse => Store::new(ClickHouse::start(&config, &metrics)?),
     };
     let state = web::Data::new(State::new(store.clone(), metrics, &config));

@@ -1,9 +1,10 @@
 //! The one store interface: everything the HTTP layer asks of wherever records live.
 //!
 //! The handlers hold a [`Store`], a cheap clonable handle over one [`Backend`], and only
-//! ever await its methods. How a backend does the work is its own business: the SQLite
-//! store ([`crate::sqlite`]) runs actors on their own threads and answers through their
-//! mailboxes; a remote database would answer over HTTP from the worker's own runtime.
+//! ever await its methods. How a backend does the work is its own business: the embedded
+//! store ([`crate::embedded`]) runs actors on their own threads and answers through their
+//! mailboxes; ClickHouse ([`crate::clickhouse`]) answers over HTTP from the worker's own
+//! runtime.
 //! That is why the futures are [`LocalBoxFuture`]s: they run on the actix-web worker
 //! that awaits them, so a backend may use a client that is not `Send` (such as `awc`),
 //! one per worker thread.
@@ -65,6 +66,13 @@ pub struct Inserted {
     /// in the same batch).
     pub duplicates: u64,
 }
+
+/// A page of `GET /logs` stops early (with a cursor) once its records exceed this many
+/// bytes of JSON, so a page of large records stays a bounded answer, whatever the
+/// backend.
+pub const MAX_PAGE_BYTES: usize = 16 << 20;
+/// A page of a scan (Loki's API) stops early once its bodies exceed this many bytes.
+pub const SCAN_PAGE_BYTES: usize = 4 << 20;
 
 /// One page of `GET /logs`.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,4 +1,4 @@
-//! The console's endpoints over HTTP against the real binary, on both stores.
+//! The console's endpoints over HTTP against the real binary, on the default store.
 //!
 //! - `volume_buckets_add_up_to_the_query_total`: `GET /logs/volume` with the filters of
 //!   `GET /logs` (service, level, q, request_id, a time range) has buckets whose counts
@@ -23,8 +23,6 @@ use awc::http::StatusCode;
 use common::{get, post_ndjson, Aggregator};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-
-const STORES: [&str; 2] = ["embedded", "sqlite"];
 
 /// Records at known times: 3 services, levels, statuses and durations.
 fn known_records(base_s: i64) -> Vec<Value> {
@@ -78,98 +76,96 @@ fn sum_buckets(v: &Value) -> u64 {
 
 #[actix_rt::test]
 async fn volume_buckets_add_up_to_the_query_total() {
-    for store in STORES {
-        let dir = tempfile::tempdir().unwrap();
-        let agg = Aggregator::start(dir.path(), &[("STORE", store)]).await;
-        let base_s = 1_780_000_020; // 2026-05-28, on a whole minute
-        let records = known_records(base_s);
-        let (status, body) = post_ndjson(&agg.url("/logs"), &records).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let since = chrono::DateTime::from_timestamp(base_s, 0)
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(dir.path(), &[]).await;
+    let base_s = 1_780_000_020; // 2026-05-28, on a whole minute
+    let records = known_records(base_s);
+    let (status, body) = post_ndjson(&agg.url("/logs"), &records).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let since = chrono::DateTime::from_timestamp(base_s, 0)
+        .unwrap()
+        .to_rfc3339();
+    let until = chrono::DateTime::from_timestamp(base_s + 600, 0)
+        .unwrap()
+        .to_rfc3339();
+    let range = format!("since={}&until={}", urlencode(&since), urlencode(&until));
+    for filters in [
+        String::new(),
+        "service=order-service".to_owned(),
+        "level=warn".to_owned(),
+        "q=answered+503".to_owned(),
+        "request_id=req-1".to_owned(),
+        "service=user-service&q=lookup".to_owned(),
+    ] {
+        let (s, page) = get(&agg.url(&format!("/logs?{range}&{filters}")), &[]).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        let total = page["total"].as_u64().unwrap();
+        let (s, vol) = get(
+            &agg.url(&format!("/logs/volume?{range}&{filters}&step=1m")),
+            &[],
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{filters}: {vol}");
+        assert_eq!(vol["total"].as_u64(), Some(total), "{filters}");
+        assert_eq!(sum_buckets(&vol), total, "{filters}");
+        assert_eq!(vol["buckets"].as_array().unwrap().len(), 10);
+        assert_eq!(vol["step"], "1m");
+        let facet_sum: u64 = vol["facets"]["service"]
+            .as_object()
             .unwrap()
-            .to_rfc3339();
-        let until = chrono::DateTime::from_timestamp(base_s + 600, 0)
-            .unwrap()
-            .to_rfc3339();
-        let range = format!("since={}&until={}", urlencode(&since), urlencode(&until));
-        for filters in [
-            String::new(),
-            "service=order-service".to_owned(),
-            "level=warn".to_owned(),
-            "q=answered+503".to_owned(),
-            "request_id=req-1".to_owned(),
-            "service=user-service&q=lookup".to_owned(),
-        ] {
-            let (s, page) = get(&agg.url(&format!("/logs?{range}&{filters}")), &[]).await;
-            assert_eq!(s, StatusCode::OK, "{page}");
-            let total = page["total"].as_u64().unwrap();
-            let (s, vol) = get(
-                &agg.url(&format!("/logs/volume?{range}&{filters}&step=1m")),
-                &[],
-            )
-            .await;
-            assert_eq!(s, StatusCode::OK, "{store} {filters}: {vol}");
-            assert_eq!(vol["total"].as_u64(), Some(total), "{store} {filters}");
-            assert_eq!(sum_buckets(&vol), total, "{store} {filters}");
-            assert_eq!(vol["buckets"].as_array().unwrap().len(), 10);
-            assert_eq!(vol["step"], "1m");
-            let facet_sum: u64 = vol["facets"]["service"]
-                .as_object()
-                .unwrap()
-                .values()
-                .map(|n| n.as_u64().unwrap())
-                .sum();
-            assert_eq!(facet_sum, total, "{store} {filters}");
-        }
-        // The whole store without a range: the range starts at the oldest record.
-        let (_, vol) = get(&agg.url("/logs/volume?by=service"), &[]).await;
-        assert_eq!(vol["total"], 120, "{vol}");
-        assert_eq!(sum_buckets(&vol), 120);
-        assert_eq!(vol["by"], "service");
-        assert!(
-            vol["buckets"][0]["counts"]["user-service"]
-                .as_u64()
-                .unwrap()
-                > 0
-        );
-        assert_eq!(vol["facets"]["level"]["ERROR"], 12, "{vol}");
-        // The overview counts what the records say.
-        let mut expect: std::collections::BTreeMap<&str, (u64, u64, u64)> = Default::default();
-        for r in &records {
-            let e = expect.entry(r["service"].as_str().unwrap()).or_default();
-            let st = r["status"].as_u64().unwrap();
-            e.0 += 1;
-            e.1 += u64::from((400..500).contains(&st));
-            e.2 += u64::from(st >= 500);
-        }
-        for (service, (requests, c4, c5)) in expect {
-            let s = &vol["services"][service];
-            assert_eq!(s["requests"].as_u64(), Some(requests), "{service}: {s}");
-            assert_eq!(s["status_4xx"].as_u64(), Some(c4), "{service}: {s}");
-            assert_eq!(s["status_5xx"].as_u64(), Some(c5), "{service}: {s}");
-            let p50 = s["p50_ms"].as_f64().unwrap();
-            assert!((10.0..140.0).contains(&p50), "{service}: {s}");
-        }
-        for (query, param) in [
-            ("step=fast", "step"),
-            ("step=0", "step"),
-            ("by=host", "by"),
-            ("since=yesterday", "since"),
-            ("step=1ms&since=2020-01-01T00:00:00Z", "step"),
-        ] {
-            let (s, err) = get(&agg.url(&format!("/logs/volume?{query}")), &[]).await;
-            assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {err}");
-            let msg = err["error"].as_str().unwrap();
-            assert!(msg.contains(param), "{query}: {msg}");
-        }
-        let res = common::client()
-            .post(agg.url("/logs/volume"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(res.headers().get("allow").unwrap(), "GET");
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        assert_eq!(facet_sum, total, "{filters}");
     }
+    // The whole store without a range: the range starts at the oldest record.
+    let (_, vol) = get(&agg.url("/logs/volume?by=service"), &[]).await;
+    assert_eq!(vol["total"], 120, "{vol}");
+    assert_eq!(sum_buckets(&vol), 120);
+    assert_eq!(vol["by"], "service");
+    assert!(
+        vol["buckets"][0]["counts"]["user-service"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(vol["facets"]["level"]["ERROR"], 12, "{vol}");
+    // The overview counts what the records say.
+    let mut expect: std::collections::BTreeMap<&str, (u64, u64, u64)> = Default::default();
+    for r in &records {
+        let e = expect.entry(r["service"].as_str().unwrap()).or_default();
+        let st = r["status"].as_u64().unwrap();
+        e.0 += 1;
+        e.1 += u64::from((400..500).contains(&st));
+        e.2 += u64::from(st >= 500);
+    }
+    for (service, (requests, c4, c5)) in expect {
+        let s = &vol["services"][service];
+        assert_eq!(s["requests"].as_u64(), Some(requests), "{service}: {s}");
+        assert_eq!(s["status_4xx"].as_u64(), Some(c4), "{service}: {s}");
+        assert_eq!(s["status_5xx"].as_u64(), Some(c5), "{service}: {s}");
+        let p50 = s["p50_ms"].as_f64().unwrap();
+        assert!((10.0..140.0).contains(&p50), "{service}: {s}");
+    }
+    for (query, param) in [
+        ("step=fast", "step"),
+        ("step=0", "step"),
+        ("by=host", "by"),
+        ("since=yesterday", "since"),
+        ("step=1ms&since=2020-01-01T00:00:00Z", "step"),
+    ] {
+        let (s, err) = get(&agg.url(&format!("/logs/volume?{query}")), &[]).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {err}");
+        let msg = err["error"].as_str().unwrap();
+        assert!(msg.contains(param), "{query}: {msg}");
+    }
+    let res = common::client()
+        .post(agg.url("/logs/volume"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers().get("allow").unwrap(), "GET");
 }
 
 fn urlencode(s: &str) -> String {
@@ -248,69 +244,68 @@ impl Events {
 
 #[actix_rt::test]
 async fn the_tail_streams_new_records_and_resumes() {
-    for store in STORES {
-        let dir = tempfile::tempdir().unwrap();
-        let agg = Aggregator::start(dir.path(), &[("STORE", store)]).await;
-        let url = agg.url("/logs/tail?service=order-service&level=info");
-        let mut tail = Events::open(&url, None).await;
-        let mut last_id = None;
-        for i in 0..5 {
-            let other = json!({"service": "user-service", "level": "INFO", "message": format!("other {i}")});
-            let wanted = json!({"service": "order-service", "level": "info", "message": format!("wanted {i}"), "status": 200});
-            let (s, _) = post_ndjson(&agg.url("/logs"), &[other, wanted]).await;
-            assert_eq!(s, StatusCode::OK);
-            let acked = Instant::now();
-            let ev = tail
-                .next(acked + Duration::from_secs(5))
-                .await
-                .expect("an event");
-            let latency = acked.elapsed();
-            println!("{store}: acknowledged to event: {latency:?}");
-            assert!(latency < Duration::from_secs(1), "{latency:?}");
-            assert_eq!(ev.kind, "log");
-            let rec: Value = serde_json::from_str(&ev.data).unwrap();
-            assert_eq!(rec["message"], format!("wanted {i}"));
-            assert!(rec["aggregator_received_at"].is_string());
-            last_id = ev.id;
-        }
-        drop(tail);
-        // Missed while disconnected: given on resumption, in order, then the live ones.
-        let missed: Vec<Value> = (0..3)
+    let dir = tempfile::tempdir().unwrap();
+    let agg = Aggregator::start(dir.path(), &[]).await;
+    let url = agg.url("/logs/tail?service=order-service&level=info");
+    let mut tail = Events::open(&url, None).await;
+    let mut last_id = None;
+    for i in 0..5 {
+        let other =
+            json!({"service": "user-service", "level": "INFO", "message": format!("other {i}")});
+        let wanted = json!({"service": "order-service", "level": "info", "message": format!("wanted {i}"), "status": 200});
+        let (s, _) = post_ndjson(&agg.url("/logs"), &[other, wanted]).await;
+        assert_eq!(s, StatusCode::OK);
+        let acked = Instant::now();
+        let ev = tail
+            .next(acked + Duration::from_secs(5))
+            .await
+            .expect("an event");
+        let latency = acked.elapsed();
+        println!("acknowledged to event: {latency:?}");
+        assert!(latency < Duration::from_secs(1), "{latency:?}");
+        assert_eq!(ev.kind, "log");
+        let rec: Value = serde_json::from_str(&ev.data).unwrap();
+        assert_eq!(rec["message"], format!("wanted {i}"));
+        assert!(rec["aggregator_received_at"].is_string());
+        last_id = ev.id;
+    }
+    drop(tail);
+    // Missed while disconnected: given on resumption, in order, then the live ones.
+    let missed: Vec<Value> = (0..3)
             .map(|i| json!({"service": "order-service", "level": "INFO", "message": format!("missed {i}")}))
             .collect();
-        assert_eq!(
-            post_ndjson(&agg.url("/logs"), &missed).await.0,
-            StatusCode::OK
-        );
-        let mut tail = Events::open(&url, last_id.as_deref()).await;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for i in 0..3 {
-            let ev = tail.next(deadline).await.expect("a missed event");
-            let rec: Value = serde_json::from_str(&ev.data).unwrap();
-            assert_eq!(rec["message"], format!("missed {i}"), "{store}");
-        }
-        let live = json!({"service": "order-service", "level": "INFO", "message": "live\nline"});
-        assert_eq!(
-            post_ndjson(&agg.url("/logs"), &[live]).await.0,
-            StatusCode::OK
-        );
-        let ev = tail
-            .next(Instant::now() + Duration::from_secs(5))
-            .await
-            .unwrap();
+    assert_eq!(
+        post_ndjson(&agg.url("/logs"), &missed).await.0,
+        StatusCode::OK
+    );
+    let mut tail = Events::open(&url, last_id.as_deref()).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for i in 0..3 {
+        let ev = tail.next(deadline).await.expect("a missed event");
         let rec: Value = serde_json::from_str(&ev.data).unwrap();
-        assert_eq!(rec["message"], "live\nline");
-        // An id of another run: told so, not resumed from the wrong place.
-        let mut tail = Events::open(&url, Some("1-5")).await;
-        let ev = tail
-            .next(Instant::now() + Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert_eq!(ev.kind, "skipped", "{ev:?}");
-        // Bad filters are refused before the stream opens.
-        let (s, err) = get(&agg.url("/logs/tail?since=never"), &[]).await;
-        assert_eq!(s, StatusCode::BAD_REQUEST, "{err}");
+        assert_eq!(rec["message"], format!("missed {i}"));
     }
+    let live = json!({"service": "order-service", "level": "INFO", "message": "live\nline"});
+    assert_eq!(
+        post_ndjson(&agg.url("/logs"), &[live]).await.0,
+        StatusCode::OK
+    );
+    let ev = tail
+        .next(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    let rec: Value = serde_json::from_str(&ev.data).unwrap();
+    assert_eq!(rec["message"], "live\nline");
+    // An id of another run: told so, not resumed from the wrong place.
+    let mut tail = Events::open(&url, Some("1-5")).await;
+    let ev = tail
+        .next(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(ev.kind, "skipped", "{ev:?}");
+    // Bad filters are refused before the stream opens.
+    let (s, err) = get(&agg.url("/logs/tail?since=never"), &[]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{err}");
 }
 
 #[actix_rt::test]

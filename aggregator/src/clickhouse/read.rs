@@ -13,12 +13,9 @@ use super::sql::{log_conditions, scan_conditions, where_clause};
 use super::write::refused;
 use super::Shared;
 use crate::query::LogQuery;
-use crate::store::{Counts, Page, ScanPage, ScanQuery, StoreError, UNKNOWN};
-
-/// A page stops early (with a cursor) once its records exceed this many bytes of JSON.
-pub const MAX_PAGE_BYTES: usize = 16 << 20;
-/// A scan's page stops early once its bodies exceed this many bytes.
-pub const SCAN_PAGE_BYTES: usize = 4 << 20;
+use crate::store::{
+    Counts, Page, ScanPage, ScanQuery, StoreError, MAX_PAGE_BYTES, SCAN_PAGE_BYTES, UNKNOWN,
+};
 
 /// Runs a read and reads its `RowBinary` answer with `rows`.
 async fn select<T>(

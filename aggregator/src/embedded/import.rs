@@ -2,6 +2,12 @@
 //! (`logs.db`) is imported on first start, every record kept with its id, time, fields
 //! and body.
 //!
+//! The SQLite store itself was removed once this store became the default; this module
+//! is all that still reads its files, so it relies only on what every version of that
+//! store wrote: the table `logs(id, ts, service, level, request_id, event_id, body)`,
+//! where `id` is the arrival order and `body` the JSON returned by `GET /logs`. Its text
+//! index and per-service counts are not read: the segments build their own.
+//!
 //! Records are read in id order and written as segments of [`FLUSH_ROWS`] records
 //! (tmp, sync, rename), so an import that is interrupted resumes after the last segment
 //! in place. When every record is in, `logs.db` (and its `-wal`, `-shm`) is renamed to
@@ -15,8 +21,9 @@ use super::engine::FLUSH_ROWS;
 use super::filter::field_of;
 use super::segment::{self, Row, Segment, SEGMENT_DIR};
 use crate::record::Record;
-use crate::sqlite::db::DB_FILE;
 
+/// The SQLite store's database inside `DATA_DIR`; its `-wal` and `-shm` lie beside it.
+pub const DB_FILE: &str = "logs.db";
 /// What the SQLite files are renamed to once imported.
 pub const IMPORTED_SUFFIX: &str = ".imported";
 

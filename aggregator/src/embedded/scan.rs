@@ -13,8 +13,7 @@ use super::memory::View;
 use super::reader::Reader;
 use super::search::{chunk_body, scan_segment, timeout, Best, Hit, Place};
 use crate::query::Order;
-use crate::sqlite::scan::SCAN_PAGE_BYTES;
-use crate::store::{ScanPage, ScanQuery, ScanRow, StoreError};
+use crate::store::{ScanPage, ScanQuery, ScanRow, StoreError, SCAN_PAGE_BYTES};
 
 /// One page of a scan over `view`.
 pub fn scan(

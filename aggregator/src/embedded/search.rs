@@ -23,8 +23,7 @@ use super::index::key_hash;
 use super::memory::{Chunk, View};
 use super::segment::{Segment, COL_BODY, COL_ID, COL_LEVEL, COL_MESSAGE, COL_SERVICE, COL_TS};
 use crate::query::{LogQuery, Order};
-use crate::sqlite::db::MAX_PAGE_BYTES;
-use crate::store::{Counts, Page, StoreError, UNKNOWN};
+use crate::store::{Counts, Page, StoreError, MAX_PAGE_BYTES, UNKNOWN};
 
 /// Where a hit's body is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

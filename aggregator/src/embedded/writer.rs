@@ -1,6 +1,6 @@
 //! The writer actor: a thin shell over [`Engine`], on its own thread.
 //!
-//! Group commit as in the SQLite store: an [`Ingest`] only queues its batch and the
+//! Group commit: an [`Ingest`] only queues its batch and the
 //! mailbox is drained before one commit logs every queued batch with one write (and one
 //! `fdatasync` with `SYNC_MODE=full`); each batch is answered after that. After a
 //! commit the buffer may be sealed and handed to the flusher; its answer comes back as
