@@ -94,7 +94,7 @@ pub const SETTINGS_HELP: &str = "    LISTEN_ADDR            address to serve on 
     CLICKHOUSE_TIMEOUT     time an insert or a health check may take; then 503 (10s)
     DATA_DIR               directory of the store, created if missing (/data)
     FLUSH_RECORDS          embedded store: records kept in memory (and in the log)
-                           before they are written to a segment (65536)
+                           before they are written to a segment (32768)
     AGGREGATOR_TOKEN       bearer token required for POST /logs, GET /logs, /logs/count
                            and /logs/clear (unset: open)
     MAX_BODY_BYTES         largest request body, before and after gzip (16MiB)

@@ -3,7 +3,8 @@
 //! - `pyarrow_reads_the_segments_and_finds_every_record`: records go in over HTTP, are
 //!   flushed to segments (small flushes, then SIGTERM writes the rest), and pyarrow
 //!   (from PyPI) reads every segment: the same records, the documented columns and
-//!   types, rows sorted by time in each file.
+//!   types (`request_key` as two bytes of the request id's hash), rows sorted by time
+//!   in each file.
 //!
 //! pyarrow comes from `PYARROW_PYTHON` (a Python with pyarrow, as `scripts/test.sh`
 //! installs it); without it the test makes its own venv under the target directory and
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use awc::http::StatusCode;
 use common::{all_logs, post_ndjson, Aggregator};
+use log_aggregator::embedded::index::{key_hash, request_fingerprint};
 use serde_json::{json, Value};
 use shared::event_id::StreamSpan;
 
@@ -34,8 +36,14 @@ for path in sorted(glob.glob(sys.argv[1] + "/*.parquet")):
                       "rows": table.num_rows}))
     for row in table.to_pylist():
         row["ts"] = row["ts"].isoformat()
+        if row["request_key"] is not None:
+            row["request_key"] = row["request_key"].hex()
         print(json.dumps({"row": row}))
 "#;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// A Python that has pyarrow: `PYARROW_PYTHON`, or a venv made here.
 fn python() -> PathBuf {
@@ -136,7 +144,7 @@ async fn pyarrow_reads_the_segments_and_finds_every_record() {
                 schema,
                 &json!({"id": "int64", "ts": "timestamp[us, tz=UTC]", "service": "string",
                         "level": "string", "event_id": "string", "message": "string",
-                        "body": "string"}),
+                        "body": "string", "request_key": "fixed_size_binary[2]"}),
             );
             assert_eq!(v["sorted"], true, "{}", v["file"]);
             continue;
@@ -160,6 +168,11 @@ async fn pyarrow_reads_the_segments_and_finds_every_record() {
         let want =
             chrono::DateTime::parse_from_rfc3339(body["timestamp"].as_str().unwrap()).unwrap();
         assert_eq!(ts, want);
+        // Two bytes of the hash of the record's request id.
+        let key = body["request_id"]
+            .as_str()
+            .map(|r| hex(&request_fingerprint(key_hash(r.as_bytes()))));
+        assert_eq!(row["request_key"], json!(key));
         bodies.insert(body.to_string());
     }
     assert!(files >= 2, "small flushes made several segments: {files}");

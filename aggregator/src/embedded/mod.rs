@@ -14,7 +14,8 @@
 //!   [`index`]: what their footers say about each row group and its blocks.
 //! - [`reader`] and [`search`]: queries over the buffer and the segments together;
 //!   [`filter`]: a query as a predicate, and text search's words; [`scan`]: the pages
-//!   of a time range that Loki's API reads; `bodies`: the stored texts of a page's rows.
+//!   of a time range that Loki's API reads; `bodies`: the stored texts of a page's rows;
+//!   `lookup`: the rows of a row group that hold a request id.
 //! - [`recover`]: start-up after any crash; [`import`]: a SQLite store brought over.
 //!
 //! Layout of `DATA_DIR`: `wal/*.wal`, `segments/*.parquet`, `damaged/` for segments
@@ -29,6 +30,7 @@ pub mod flusher;
 mod group_text;
 pub mod import;
 pub mod index;
+mod lookup;
 pub mod memory;
 pub mod reader;
 pub mod recover;
@@ -39,6 +41,8 @@ pub mod terms;
 pub mod wal;
 pub mod writer;
 
+#[cfg(test)]
+mod lookup_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -20,8 +20,9 @@ use super::count_ahead::count_ahead;
 use super::filter::{After, Filter};
 use super::group_text::matching_values;
 use super::index::key_hash;
+use super::lookup;
 use super::memory::{Chunk, View};
-use super::segment::{Segment, COL_BODY, COL_ID, COL_LEVEL, COL_MESSAGE, COL_SERVICE, COL_TS};
+use super::segment::{Segment, COL_ID, COL_LEVEL, COL_MESSAGE, COL_SERVICE, COL_TS};
 use crate::query::{LogQuery, Order};
 use crate::store::{Counts, Page, StoreError, MAX_PAGE_BYTES, UNKNOWN};
 
@@ -291,6 +292,18 @@ pub(super) fn scan_groups(
             }
         }
         timeout(deadline, given)?;
+        // A request id's rows first: a group where the id is not (most of those its
+        // filters point at) costs none of the reads below.
+        let request_rows = match (request_key, &f.request_id) {
+            (Some(key), Some(want)) => {
+                let rows = lookup::request_rows(seg, g, want, key).map_err(seg_err)?;
+                if rows.is_empty() {
+                    continue;
+                }
+                Some(rows)
+            }
+            _ => None,
+        };
         // A group only counted needs its times only when the time filter cuts it, and
         // its ids never.
         let ts = if wanted || !gi.inside_time(f) {
@@ -324,15 +337,6 @@ pub(super) fn scan_groups(
             }
             None => None,
         };
-        // Only the blocks whose filter may hold the request id: their pages alone are
-        // decompressed, and the other rows have no body here, so they do not match.
-        let bodies = match request_key {
-            Some(key) => {
-                let ranges = gi.request_rows(key);
-                Some(seg.read_strings_in(g, COL_BODY, &ranges).map_err(seg_err)?)
-            }
-            None => None,
-        };
         let rows = gi.rows as usize;
         for step in 0..rows {
             let row = if after.order == Order::Desc {
@@ -355,8 +359,8 @@ pub(super) fn scan_groups(
                     continue;
                 }
             }
-            if let (Some(b), Some(r)) = (&bodies, &f.request_id) {
-                if !b.get(row).is_some_and(|b| body_request_is(b, r)) {
+            if let Some(found) = &request_rows {
+                if found.binary_search(&row).is_err() {
                     continue;
                 }
             }
@@ -390,18 +394,6 @@ pub(super) fn scan_groups(
         }
     }
     Ok(total)
-}
-
-/// Whether the record's own `request_id` is `want`.
-fn body_request_is(body: &str, want: &str) -> bool {
-    // A value made of these characters is found as it is in any sane JSON text.
-    let plain = want
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
-    if plain && memchr::memmem::find(body.as_bytes(), want.as_bytes()).is_none() {
-        return false;
-    }
-    super::filter::request_id_of(body).as_deref() == Some(want)
 }
 
 /// The stored texts of the page's rows.

@@ -10,6 +10,7 @@
 //! | `event_id` | string, optional | the sender's idempotency key, unless it is a structured (sidecar) id: those are in the body and, as ranges, in the footer |
 //! | `message` | string, optional | the text `q=` searches |
 //! | `body` | string | the record as stored: its JSON with `aggregator_received_at` |
+//! | `request_key` | 2 bytes, optional | two bytes of the hash of the record's `request_id` ([`request_fingerprint`]); files written before it have no such column |
 //!
 //! Rows are sorted by `(ts, id)` and cut into row groups of [`ROW_GROUP_ROWS`], so a
 //! time range or a page touches few of them; data pages are cut at block boundaries
@@ -32,7 +33,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+use parquet::data_type::{
+    ByteArray, ByteArrayType, FixedLenByteArray, FixedLenByteArrayType, Int64Type,
+};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{ChunkReader, FileReader, Length};
 
@@ -48,7 +51,9 @@ use parquet::schema::types::ColumnPath;
 
 use shared::event_id::StreamSpan;
 
-use super::index::{GroupIndex, IdSummary, SegmentIndex, BLOCK_ROWS, INDEX_KEY};
+use super::index::{
+    key_hash, request_fingerprint, GroupIndex, IdSummary, SegmentIndex, BLOCK_ROWS, INDEX_KEY,
+};
 use crate::record::Record;
 
 /// The directory of segments inside `DATA_DIR`.
@@ -71,6 +76,10 @@ pub const COL_LEVEL: usize = 3;
 pub const COL_EVENT_ID: usize = 4;
 pub const COL_MESSAGE: usize = 5;
 pub const COL_BODY: usize = 6;
+/// Last, so that the other columns keep their places in files written before it.
+pub const COL_REQUEST_KEY: usize = 7;
+/// The name of [`COL_REQUEST_KEY`], by which a reader knows a file has it.
+pub const REQUEST_KEY_NAME: &str = "request_key";
 
 const SCHEMA: &str = "
 message log_record {
@@ -81,7 +90,11 @@ message log_record {
     optional binary event_id (STRING);
     optional binary message (STRING);
     required binary body (STRING);
+    optional fixed_len_byte_array(2) request_key;
 }";
+/// The line of [`SCHEMA`] that files written before the `request_key` column lack.
+#[cfg(test)]
+const REQUEST_KEY_LINE: &str = "    optional fixed_len_byte_array(2) request_key;\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
@@ -128,11 +141,29 @@ impl SegmentWriter {
     /// A writer of row groups of up to `group_rows` rows ([`ROW_GROUP_ROWS`] but in
     /// tests).
     pub fn create(path: &Path, group_rows: usize) -> Result<SegmentWriter, SegmentError> {
+        SegmentWriter::create_with(path, group_rows, SCHEMA)
+    }
+
+    /// A writer of files as they were before the `request_key` column, so that tests
+    /// show those are still read right.
+    #[cfg(test)]
+    pub fn create_before_request_keys(
+        path: &Path,
+        group_rows: usize,
+    ) -> Result<SegmentWriter, SegmentError> {
+        SegmentWriter::create_with(path, group_rows, &SCHEMA.replace(REQUEST_KEY_LINE, ""))
+    }
+
+    fn create_with(
+        path: &Path,
+        group_rows: usize,
+        schema: &str,
+    ) -> Result<SegmentWriter, SegmentError> {
         let perr = |source| SegmentError::Parquet {
             path: path.to_owned(),
             source,
         };
-        let schema = Arc::new(parse_message_type(SCHEMA).map_err(perr)?);
+        let schema = Arc::new(parse_message_type(schema).map_err(perr)?);
         let plain = |name: &str| ColumnPath::from(name);
         let props = WriterProperties::builder()
             .set_created_by(format!("log-aggregator {}", env!("CARGO_PKG_VERSION")))
@@ -156,6 +187,8 @@ impl SegmentWriter {
             .set_column_dictionary_enabled(plain("level"), true)
             .set_column_encoding(plain("id"), Encoding::DELTA_BINARY_PACKED)
             .set_column_encoding(plain("ts"), Encoding::DELTA_BINARY_PACKED)
+            // Hash bytes do not compress; stored as they are, read without a context.
+            .set_column_compression(plain(REQUEST_KEY_NAME), Compression::UNCOMPRESSED)
             .set_statistics_enabled(EnabledStatistics::None)
             .set_column_statistics_enabled(plain("ts"), EnabledStatistics::Chunk)
             .set_column_statistics_enabled(plain("id"), EnabledStatistics::Chunk)
@@ -196,6 +229,24 @@ impl SegmentWriter {
         let mut col = 0;
         while let Some(mut column) = rg.next_column().map_err(perr)? {
             match col {
+                COL_REQUEST_KEY => {
+                    let mut values = Vec::with_capacity(group.len());
+                    let mut defs = Vec::with_capacity(group.len());
+                    for r in group {
+                        match r.record.request_id.as_deref() {
+                            Some(id) => {
+                                let fp = request_fingerprint(key_hash(id.as_bytes()));
+                                values.push(FixedLenByteArray::from(fp.to_vec()));
+                                defs.push(1);
+                            }
+                            None => defs.push(0),
+                        }
+                    }
+                    column
+                        .typed::<FixedLenByteArrayType>()
+                        .write_batch(&values, Some(&defs), None)
+                        .map_err(perr)?;
+                }
                 COL_ID | COL_TS => {
                     let values: Vec<i64> = group
                         .iter()
@@ -339,6 +390,8 @@ pub struct Segment {
     /// counts cost one entry per label pair and segment.
     pub labels: Vec<(Option<String>, Option<String>, u64)>,
     rows: u64,
+    /// Whether the file has the `request_key` column (files written before it do not).
+    pub request_keys: bool,
     /// How many records recent filters matched here (the file never changes).
     pub matched: MatchCounts,
 }
@@ -386,6 +439,14 @@ impl Segment {
             .and_then(|k| k.value.as_deref())
             .ok_or_else(|| invalid(format!("no {INDEX_KEY} in the footer")))?;
         let index = SegmentIndex::decode(text).map_err(invalid)?;
+        let schema = meta.file_metadata().schema_descr();
+        // A column of another name or shape is not ours: lookups then read bodies.
+        let request_keys = schema.num_columns() > COL_REQUEST_KEY && {
+            let c = schema.column(COL_REQUEST_KEY);
+            c.name() == REQUEST_KEY_NAME
+                && c.physical_type() == parquet::basic::Type::FIXED_LEN_BYTE_ARRAY
+                && c.type_length() == 2
+        };
         if index.groups.len() != meta.num_row_groups() {
             return Err(invalid(
                 "the index does not match the row groups".to_owned(),
@@ -414,6 +475,7 @@ impl Segment {
             bytes: len,
             labels: labels.into_iter().map(|((s, l), n)| (s, l, n)).collect(),
             rows,
+            request_keys,
             matched: MatchCounts::default(),
         })
     }

@@ -2,12 +2,12 @@
 //! (the pages before and between them skipped by their headers, never decompressed).
 
 use parquet::column::reader::get_typed_column_reader;
-use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+use parquet::data_type::{ByteArray, ByteArrayType, FixedLenByteArrayType, Int64Type};
 use parquet::file::reader::FileReader;
 
 use shared::event_id::StreamSpan;
 
-use super::{Segment, SegmentError, COL_BODY, COL_EVENT_ID};
+use super::{Segment, SegmentError, COL_BODY, COL_EVENT_ID, COL_REQUEST_KEY};
 use crate::embedded::filter::field_of;
 
 impl Segment {
@@ -31,6 +31,82 @@ impl Segment {
             }
         }
         Ok(values)
+    }
+
+    /// The `request_key` of the rows `ranges` (ascending, disjoint `[start, end)`) of
+    /// row group `rg`, one entry per row of the group: `None` for a record without a
+    /// request id and for a row outside `ranges`. `None` for a file written before the
+    /// column. The rows outside `ranges` are skipped, not decoded (each value decoded
+    /// costs a reference count on the page).
+    pub fn read_request_keys(
+        &self,
+        rg: usize,
+        ranges: &[(usize, usize)],
+    ) -> Result<Option<Vec<Option<[u8; 2]>>>, SegmentError> {
+        if !self.request_keys {
+            return Ok(None);
+        }
+        let perr = |source| SegmentError::Parquet {
+            path: self.path.clone(),
+            source,
+        };
+        let invalid = |reason: String| SegmentError::Invalid {
+            path: self.path.clone(),
+            reason,
+        };
+        let rows = self.index.groups[rg].rows as usize;
+        let group = self.reader.get_row_group(rg).map_err(perr)?;
+        let mut reader = get_typed_column_reader::<FixedLenByteArrayType>(
+            group.get_column_reader(COL_REQUEST_KEY).map_err(perr)?,
+        );
+        let mut keys = vec![None; rows];
+        let mut values = Vec::new();
+        let mut defs: Vec<i16> = Vec::new();
+        let mut pos = 0;
+        for &(start, end) in ranges {
+            let (start, end) = (start.max(pos), end.min(rows));
+            if start >= end {
+                continue;
+            }
+            if start > pos && reader.skip_records(start - pos).map_err(perr)? != start - pos {
+                return Err(invalid(format!("row group {rg} ends before row {start}")));
+            }
+            values.clear();
+            defs.clear();
+            let mut read = 0;
+            while read < end - start {
+                let (n, _, _) = reader
+                    .read_records(end - start - read, Some(&mut defs), None, &mut values)
+                    .map_err(perr)?;
+                if n == 0 {
+                    break;
+                }
+                read += n;
+            }
+            if read != end - start || defs.len() != read {
+                return Err(invalid(format!("row group {rg} ends before row {end}")));
+            }
+            let mut values = values.iter();
+            for (slot, &d) in keys[start..end].iter_mut().zip(&defs) {
+                if d == 0 {
+                    continue;
+                }
+                let key = values
+                    .next()
+                    .and_then(|v| <[u8; 2]>::try_from(v.data()).ok())
+                    .ok_or_else(|| {
+                        invalid(format!("row group {rg}: a request key is not 2 bytes"))
+                    })?;
+                *slot = Some(key);
+            }
+            if values.next().is_some() {
+                return Err(invalid(format!(
+                    "row group {rg}: request keys do not match their rows"
+                )));
+            }
+            pos = end;
+        }
+        Ok(Some(keys))
     }
 
     /// Rows `ranges` (ascending, disjoint `[start, end)`) of column `col` (string) of row
