@@ -71,8 +71,9 @@ fn narrow(
     out
 }
 
-/// A searcher for `want` in bodies, when a body without it as it is cannot hold it:
-/// a value made of these characters is written as it is in any sane JSON text. Built
+/// A searcher for `want` in bodies, when a body without escapes that lacks it as it is
+/// cannot hold it: a value made of these characters needs no escape (though a writer
+/// may still use one, `\u002d` for `-`: a body with a backslash is always parsed). Built
 /// once per group (building one per body cost more than the search).
 fn finder(want: &str) -> Option<Finder<'_>> {
     want.chars()
@@ -82,7 +83,9 @@ fn finder(want: &str) -> Option<Finder<'_>> {
 
 /// Whether the record's own `request_id` is `want` (`finder` from [`finder`]).
 fn body_request_is(body: &str, want: &str, finder: Option<&Finder<'_>>) -> bool {
-    if finder.is_some_and(|f| f.find(body.as_bytes()).is_none()) {
+    if finder.is_some_and(|f| f.find(body.as_bytes()).is_none())
+        && memchr::memchr(b'\\', body.as_bytes()).is_none()
+    {
         return false;
     }
     request_id_of(body).as_deref() == Some(want)
