@@ -105,10 +105,15 @@ impl FileSet {
         for (k, saved) in self.checkpoints.iter() {
             if *k == *key
                 || k.fingerprint != key.fingerprint
-                || saved.offset < PREFIX_BYTES
-                || saved.tail.is_none()
+                || (k.dev, k.ino) == (key.dev, key.ino)
                 || self.files.iter().any(|t| t.key == *k)
             {
+                continue;
+            }
+            if saved.offset < PREFIX_BYTES || saved.tail.is_none() {
+                if best.is_none() && young_copy(k, saved, file, len) {
+                    best = Some(saved.clone());
+                }
                 continue;
             }
             if saved.offset > len {
@@ -138,6 +143,45 @@ impl FileSet {
         self.deferred.retain(|(d, _)| *d != id);
         CopyCheck::New
     }
+}
+
+/// Whether `file` (`len` bytes) is a copy of the checkpointed file `k`, acknowledged
+/// below [`PREFIX_BYTES`] (so without the 64 bytes before a position to compare): a file
+/// met young, copied by copytruncate and truncated just before the sidecar stopped,
+/// which did not see the copy. Without this its copy, an unknown sibling, was taken for
+/// history and its lines lost. The copy must hold every first byte the file held when
+/// first met (its head, which covers what was acknowledged), be born after it, and
+/// either that head is a full [`PREFIX_BYTES`] (as much as the live rule asks of a file
+/// still followed) or the checkpointed inode is still at its last path with other bytes
+/// (truncated in place, as the live rule asks of a truncated file).
+fn young_copy(k: &FileKey, saved: &Saved, file: &File, len: u64) -> bool {
+    let Some((head_len, head)) = saved.birth.head else {
+        return false;
+    };
+    if head_len < saved.offset || head_len > len {
+        return false;
+    }
+    let born_after = match (saved.birth.born, fingerprint::Birth::of(file).born) {
+        (Some(original), Some(copy)) => copy > original,
+        _ => false,
+    };
+    if !born_after || fingerprint::evidence(file, head_len).ok().flatten() != Some(head) {
+        return false;
+    }
+    head_len >= PREFIX_BYTES || truncated_in_place(k, saved)
+}
+
+/// Whether the checkpointed inode `k` is still at its last path, holding other bytes.
+fn truncated_in_place(k: &FileKey, saved: &Saved) -> bool {
+    let Ok(f) = File::open(&saved.path) else {
+        return false;
+    };
+    let Ok(meta) = f.metadata() else {
+        return false;
+    };
+    (meta.dev(), meta.ino()) == (k.dev, k.ino)
+        && (fingerprint::of_file(&f).ok().flatten() != Some(k.fingerprint)
+            || !super::recovery::still_the_same(&f, saved))
 }
 
 /// File times lag the clock by up to a tick of the kernel's coarse clock.
