@@ -7,6 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Instant, SystemTime};
 
 use super::copies::{CopyCheck, Origin};
+use super::reading::starts_as;
 use super::recovery::still_the_same;
 use super::{Event, FileSet, Seen, Tracked};
 use crate::checkpoint::Saved;
@@ -25,10 +26,7 @@ impl FileSet {
                 continue;
             };
             let size = file.metadata().map(|m| m.len()).unwrap_or(t.size);
-            let same_start = match fingerprint::of_file(file) {
-                Ok(fp) => fp == Some(t.key.fingerprint),
-                Err(_) => true,
-            };
+            let same_start = starts_as(file, &t.key);
             // Against the furthest read, a chunk still being handed over included: a file
             // truncated while one is on its way is as truncated as any other.
             if size < t.read_offset.max(t.seen.offset) || !same_start {

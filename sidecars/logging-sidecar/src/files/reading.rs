@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
 use super::{Chunk, FileSet, Position, Seen, Tracked};
-use crate::fingerprint;
+use crate::fingerprint::{self, FileKey};
 use crate::lines;
 
 /// What one pass over the files found.
@@ -151,16 +151,23 @@ fn still_this_instance(file: &File, t: &Tracked) -> bool {
     if t.read_offset == 0 {
         return true;
     }
-    if let Ok(fp) = fingerprint::of_file(file) {
-        if fp != Some(t.key.fingerprint) {
-            return false;
-        }
+    if !starts_as(file, &t.key) {
+        return false;
     }
     match t.seen.evidence {
         Some(seen) if t.seen.offset == t.read_offset => {
             fingerprint::evidence(file, t.read_offset).map_or(true, |now| now == Some(seen))
         }
         _ => true,
+    }
+}
+
+/// Whether `file` still starts with the first line `key` was met with (an error reading
+/// it is no evidence of a truncation).
+pub(super) fn starts_as(file: &File, key: &FileKey) -> bool {
+    match fingerprint::of_file(file) {
+        Ok(fp) => fp == Some(key.fingerprint),
+        Err(_) => true,
     }
 }
 
