@@ -145,12 +145,7 @@ fn a_young_file_copied_and_truncated_before_a_crash_is_followed_through_its_copy
     let stream = first_stream(&mut watching(&log), now);
     // copytruncate, then the application writes on; the sidecar is down meanwhile.
     fs::copy(&log, dir.path().join("app.log.1")).unwrap();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&log);
     append(&log, "other\nnew 1\n");
     let mut again = restarted(&log);
     again.discover(now);
@@ -187,12 +182,7 @@ fn an_older_sibling_that_starts_alike_is_no_copy_at_restart() {
     assert!(born(&dir.path().join("app.log.1")) <= born(&log));
     let now = Instant::now();
     let stream = first_stream(&mut watching(&log), now);
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&log);
     append(&log, "other\n");
     let mut again = restarted(&log);
     again.discover(now);
