@@ -11,12 +11,25 @@ use super::{Segment, SegmentError, COL_BODY, COL_EVENT_ID, COL_REQUEST_KEY};
 use crate::embedded::filter::field_of;
 
 impl Segment {
-    /// Column `col` (int64) of row group `rg`.
-    pub fn read_i64(&self, rg: usize, col: usize) -> Result<Vec<i64>, SegmentError> {
-        let perr = |source| SegmentError::Parquet {
+    /// A Parquet error reading this segment, naming its file.
+    fn parquet_error(&self, source: parquet::errors::ParquetError) -> SegmentError {
+        SegmentError::Parquet {
             path: self.path.clone(),
             source,
-        };
+        }
+    }
+
+    /// Content this segment should not hold, naming its file.
+    fn invalid(&self, reason: String) -> SegmentError {
+        SegmentError::Invalid {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
+    /// Column `col` (int64) of row group `rg`.
+    pub fn read_i64(&self, rg: usize, col: usize) -> Result<Vec<i64>, SegmentError> {
+        let perr = |source| self.parquet_error(source);
         let rows = self.index.groups[rg].rows as usize;
         let group = self.reader.get_row_group(rg).map_err(perr)?;
         let mut reader =
@@ -46,14 +59,8 @@ impl Segment {
         if !self.request_keys {
             return Ok(None);
         }
-        let perr = |source| SegmentError::Parquet {
-            path: self.path.clone(),
-            source,
-        };
-        let invalid = |reason: String| SegmentError::Invalid {
-            path: self.path.clone(),
-            reason,
-        };
+        let perr = |source| self.parquet_error(source);
+        let invalid = |reason: String| self.invalid(reason);
         let rows = self.index.groups[rg].rows as usize;
         let group = self.reader.get_row_group(rg).map_err(perr)?;
         let mut reader = get_typed_column_reader::<FixedLenByteArrayType>(
@@ -118,14 +125,8 @@ impl Segment {
         col: usize,
         ranges: &[(usize, usize)],
     ) -> Result<Picked, SegmentError> {
-        let perr = |source| SegmentError::Parquet {
-            path: self.path.clone(),
-            source,
-        };
-        let invalid = |reason: String| SegmentError::Invalid {
-            path: self.path.clone(),
-            reason,
-        };
+        let perr = |source| self.parquet_error(source);
+        let invalid = |reason: String| self.invalid(reason);
         let rows = self.index.groups[rg].rows as usize;
         let group = self.reader.get_row_group(rg).map_err(perr)?;
         let mut reader =
@@ -206,10 +207,7 @@ impl Segment {
 
     /// Column `col` (string) of row group `rg`, one entry per row.
     pub fn read_strings(&self, rg: usize, col: usize) -> Result<Strings, SegmentError> {
-        let perr = |source| SegmentError::Parquet {
-            path: self.path.clone(),
-            source,
-        };
+        let perr = |source| self.parquet_error(source);
         let rows = self.index.groups[rg].rows as usize;
         let group = self.reader.get_row_group(rg).map_err(perr)?;
         let mut reader =
